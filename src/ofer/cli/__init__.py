@@ -1,0 +1,1 @@
+"""The ``ofer`` command line."""

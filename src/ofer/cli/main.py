@@ -1,0 +1,38 @@
+"""Entry point of the ``ofer`` command: subcommands are registered by the modules in ``COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from ..errors import OferError
+
+# Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
+COMMANDS = ("info", "facemodel")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ofer", description="Occlusion-robust 3D face reconstruction (OFER).")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        import_module(f"{__package__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OferError as exc:
+        print(f"ofer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ofer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Rendering: cameras, rasterisers and shaders."""
