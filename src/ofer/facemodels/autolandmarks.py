@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceModelError
+from ..quiet import native_stderr_silenced
 from ..render.raster_numpy import Fragments, rasterize
 
 # MediaPipe face-mesh point for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35,
@@ -85,13 +86,14 @@ def shade_frontal(vertices: np.ndarray, faces: np.ndarray, part: np.ndarray, fra
 
 def detect_mediapipe(image: np.ndarray) -> np.ndarray:
     """478 MediaPipe landmarks of the single face in an RGB uint8 image, in pixels: (478, 2)."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions
-    from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
+    with native_stderr_silenced():
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
 
-    options = FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(face_landmarker_model())), num_faces=1)
-    with FaceLandmarker.create_from_options(options) as landmarker:
-        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+        model = BaseOptions(model_asset_path=str(face_landmarker_model()))
+        with FaceLandmarker.create_from_options(FaceLandmarkerOptions(base_options=model, num_faces=1)) as landmarker:
+            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
     if not result.face_landmarks:
         raise FaceModelError("automatic landmarks: MediaPipe found no face in the frontal render of the head")
     height, width = image.shape[:2]
