@@ -9,7 +9,7 @@ from importlib import import_module
 from ..errors import OferError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
-COMMANDS = ("info", "facemodel")
+COMMANDS = ("info", "facemodel", "render", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
