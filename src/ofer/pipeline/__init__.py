@@ -1,0 +1,1 @@
+"""OFER inference: generators, ranker and the reconstruction pipeline."""
