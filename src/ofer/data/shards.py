@@ -133,7 +133,11 @@ class Manifest:
     def same_recipe(self, other: "Manifest") -> bool:
         """True when ``other`` would generate the same data (so finished shards can be reused)."""
         keys = ("kind", "generator_version", "face_model", "seed", "num_samples", "shard_size", "config")
-        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+        def as_json(manifest):  # tuples and lists compare equal once written as JSON
+            return json.dumps({k: getattr(manifest, k) for k in keys}, sort_keys=True)
+
+        return as_json(self) == as_json(other)
 
     def dataset_checksum(self) -> str:
         digest = hashlib.sha256()

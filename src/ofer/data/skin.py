@@ -26,7 +26,7 @@ SKIN_TONES = np.array(
     ]
 )
 IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.18, 0.10, 0.05], [0.25, 0.40, 0.55], [0.30, 0.38, 0.22], [0.45, 0.33, 0.18]])
-BROW_BAND_M = 0.006
+BROW_BAND_M = 0.0045
 
 
 def brow_mask(template: np.ndarray, landmarks68: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -81,5 +81,5 @@ class AlbedoSampler:
         pores = rng.normal(0, 0.012, albedo.shape)
         albedo[skin] = albedo[skin] * (1 + blotch[skin] + redness[skin]) + pores[skin]
         brow_colour = np.array([0.16, 0.11, 0.08]) * rng.uniform(0.5, 1.6)
-        albedo[self.brows] = albedo[self.brows] * 0.35 + brow_colour * 0.65
+        albedo[self.brows] = albedo[self.brows] * 0.45 + brow_colour * 0.55
         return np.clip(albedo, 0.0, 1.0)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceModelError
-from ..quiet import native_stderr_silenced
 from ..render.raster_numpy import Fragments, rasterize
 
 # MediaPipe face-mesh point for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35,
@@ -86,18 +85,12 @@ def shade_frontal(vertices: np.ndarray, faces: np.ndarray, part: np.ndarray, fra
 
 def detect_mediapipe(image: np.ndarray) -> np.ndarray:
     """478 MediaPipe landmarks of the single face in an RGB uint8 image, in pixels: (478, 2)."""
-    with native_stderr_silenced():
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions
-        from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
+    from ..frontend.landmarker import default_landmarker
 
-        model = BaseOptions(model_asset_path=str(face_landmarker_model()))
-        with FaceLandmarker.create_from_options(FaceLandmarkerOptions(base_options=model, num_faces=1)) as landmarker:
-            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
-    if not result.face_landmarks:
+    found = default_landmarker().detect(image)
+    if found is None:
         raise FaceModelError("automatic landmarks: MediaPipe found no face in the frontal render of the head")
-    height, width = image.shape[:2]
-    return np.array([[p.x * width, p.y * height] for p in result.face_landmarks[0]])
+    return found.points[:, :2].copy()
 
 
 def pixels_to_embedding(points: np.ndarray, frags: Fragments) -> tuple[np.ndarray, np.ndarray]:

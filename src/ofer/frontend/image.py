@@ -1,0 +1,87 @@
+"""Reading photos: any JPEG/PNG (8/16/32-bit, greyscale, palette, alpha) to an RGB uint8 array.
+
+Rules:
+- the EXIF orientation tag is applied (the array is what a viewer shows);
+- greyscale is repeated over three channels; 16-bit images are scaled by 255/65535, 32-bit integer
+  images by 255/65535 when they fit in 16 bits (PNG 16-bit greyscale opens as 32-bit in Pillow), else
+  by their maximum; float images in [0, 1] are multiplied by 255;
+- transparency (alpha channel, palette or greyscale transparency) is composited over **white**;
+- a missing path, a folder, or a file that is not a readable image raises
+  :class:`ofer.errors.InputError` with a one-line message that starts with the path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+# Images larger than this many pixels are refused (Pillow's decompression-bomb limit is ~179 Mpx).
+MAX_PIXELS = 200_000_000
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array, upright according to its EXIF orientation.
+
+    Raises:
+        InputError: the file is missing, is a folder, or is not a readable image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise InputError(f"{path}: image too large ({image.width}x{image.height})")
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image (unrecognised format)") from None
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: unreadable image ({reason})") from None
+
+
+def to_rgb(image) -> np.ndarray:
+    """A Pillow image of any mode to an (H, W, 3) uint8 RGB array (see the module rules)."""
+    mode = image.mode
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA" if mode == "RGB" else "LA")
+        mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        array = np.asarray(image).astype(np.float64)
+        peak = float(np.nanmax(array, initial=0.0))
+        if mode == "F":
+            top = 1.0 if peak <= 1.0 else 255.0
+        elif mode.startswith("I;16"):
+            top = 65535.0
+        else:  # 32-bit integer: 8- or 16-bit content stored wide, else scaled by its maximum
+            top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        grey = np.clip(np.nan_to_num(array) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        rgb = rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    if mode == "L":
+        grey = np.asarray(image)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, 1, ...
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

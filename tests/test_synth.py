@@ -1,0 +1,90 @@
+"""The synthetic data engine on tiny sizes: determinism, resume, ground truth, protocol rules, preview."""
+
+import numpy as np
+import pytest
+
+from ofer.data.occluders import emoji_available
+from ofer.data.shards import Manifest, ShardDataset, read_npz, shard_name
+from ofer.data.synth import SynthConfig, generate, keypoints_from_landmarks, protocol_config, unpack_bits
+from ofer.errors import OferError
+
+pytestmark = pytest.mark.skipif(not emoji_available(), reason="fonts-noto-color-emoji is not installed")
+
+
+def tiny_config(**overrides):
+    config = SynthConfig(image_size=160)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def train_folder(tmp_path_factory, default_model):
+    folder = tmp_path_factory.mktemp("synth") / "train"
+    manifest, made = generate(folder, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
+    assert made == 3 and manifest.num_shards == 3
+    return folder
+
+
+def test_fields_and_ground_truth(train_folder, default_model):
+    data = read_npz(train_folder / shard_name(0))
+    assert data["image"].shape == (4, 160, 160, 3) and data["image"].dtype == np.uint8
+    assert data["shape"].shape == (4, default_model.shape_dim) and data["expression"].shape == (4, 52)
+    assert data["arcface"].shape == (4, 512)
+    np.testing.assert_allclose(np.linalg.norm(data["arcface"], axis=1), 1.0, atol=1e-4)
+    front = unpack_bits(data["front"], default_model.num_vertices)
+    unocc = unpack_bits(data["unoccluded"], default_model.num_vertices)
+    assert (unocc <= front).all() and front.sum(1).min() > 500
+    assert not front[:, ~default_model.front_mask.numpy()].any()  # only face-region vertices
+    assert "image_clean" not in data
+
+
+def test_resume_skips_and_regenerates_identically(train_folder):
+    before = (train_folder / shard_name(1)).read_bytes()
+    _, made = generate(train_folder, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
+    assert made == 0
+    (train_folder / shard_name(1)).unlink()
+    _, made = generate(train_folder, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
+    assert made == 1 and (train_folder / shard_name(1)).read_bytes() == before
+    with pytest.raises(OferError, match="holds other data"):
+        generate(train_folder, "default", 10, 4, tiny_config(), shard_size=4, progress=False)
+
+
+def test_dataset_and_manifest(train_folder):
+    manifest = Manifest.load(train_folder)
+    assert manifest.encoders["identity"]["dim"] == 512 and manifest.face_model["spec"] == "default"
+    ds = ShardDataset(train_folder, fields=("shape", "arcface"))
+    assert len(ds) == 10 and ds[9]["shape"].shape[0] == manifest.face_model["shape_dim"]
+
+
+def test_protocol_rules_on_a_small_set(tmp_path, default_model):
+    config = protocol_config()
+    config.image_size = 160
+    config.identities = 3
+    manifest, _ = generate(tmp_path / "p", "default", 9, 545, config, kind="protocol", shard_size=5, progress=False)
+    data = ShardDataset(tmp_path / "p").arrays(["front", "unoccluded", "identity", "category", "expression", "shape"])
+    front = unpack_bits(data["front"], default_model.num_vertices).sum(1)
+    unocc = unpack_bits(data["unoccluded"], default_model.num_vertices).sum(1)
+    assert ((unocc > 0) & (unocc < front)).all()
+    assert data["identity"].tolist() == [0, 1, 2] * 3
+    assert set(data["category"].tolist()) == {0, 1, 2}  # hand, object, random; never none
+    assert (data["expression"].max(1) >= 0.3).all()
+    assert np.array_equal(data["shape"][0], data["shape"][3])  # same subject, same identity
+    again, _ = generate(tmp_path / "q", "default", 9, 545, config, kind="protocol", shard_size=5, progress=False)
+    assert again.dataset_checksum() == manifest.dataset_checksum()
+
+
+def test_preview_draws_a_sheet(train_folder, tmp_path):
+    from ofer.data.preview import contact_sheet
+
+    sheet = contact_sheet(train_folder, count=4, columns=2)
+    assert sheet.size == (320, 320)
+
+
+def test_keypoints_from_landmarks():
+    lmk = np.zeros((68, 2))
+    lmk[36:42] = [10, 20]
+    lmk[42:48] = [30, 20]
+    lmk[30] = [20, 30]
+    lmk[48], lmk[54] = [12, 40], [28, 40]
+    np.testing.assert_allclose(keypoints_from_landmarks(lmk), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
