@@ -29,17 +29,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def make_rasterizer(backend: str) -> torch.nn.Module:
-    """The rasteriser for ``backend`` (auto, gl, torch); ``gl`` raises OferError without EGL."""
-    from ..render import raster_gl
-    from ..render.raster_torch import TorchRasterizer
-
-    if backend == "torch" or (backend == "auto" and not raster_gl.gl_available()):
-        return TorchRasterizer()
-    raster_gl.gl_context()
-    return raster_gl.GLRasterizer()
-
-
 def random_views(count: int, size: int, generator: torch.Generator):
     """Cameras (a few yaw/pitch/roll head poses) and varied SH lights for ``count`` heads."""
     from ..render.cameras import look_at_face
@@ -68,7 +57,7 @@ def render_heads(model_spec: str, seed: int, count: int, size: int, backend: str
         (K, size, size, 3) colours in [0, 1].
     """
     from ..facemodels import load_face_model
-    from ..render.renderer import MeshRenderer, paint_face_model
+    from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
     from ..render.shading import SHShader
 
     if count < 1 or size < 16:

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import TrainOptions, train_diffusion, train_idrank
+    from ..training.train import TrainOptions, train_diffusion, train_idrank
 
     is_rank = args.network == "idrank"
     options = TrainOptions(

@@ -162,10 +162,9 @@ class SampleMaker:
     """Everything one worker needs, created once: face model, renderer, albedo sampler, front end."""
 
     def __init__(self, spec: str, config: SynthConfig, backend: str = "auto", appearance: str = "mediapipe"):
-        from ..cli.render import make_rasterizer
         from ..facemodels import load_face_model
         from ..frontend import get_frontend
-        from ..render.renderer import MeshRenderer
+        from ..render.renderer import MeshRenderer, make_rasterizer
         from ..render.shading import SHShader
 
         self.config = config

@@ -163,6 +163,10 @@ class FaceModel(nn.Module):
         """Draw ``n`` random coefficient sets (neutral expression unless ``expression``)."""
         raise NotImplementedError
 
+    def clamp_coefficients(self, shape: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip generated coefficients to the model's valid range (default: unchanged)."""
+        return shape, expression
+
     # -- shared ---------------------------------------------------------------------------
     @property
     def num_vertices(self) -> int:

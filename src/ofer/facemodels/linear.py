@@ -216,6 +216,13 @@ class LinearFaceModel(FaceModel):
             vertices = (vertices - self.rotation_center) @ rot.transpose(1, 2) + self.rotation_center
         return vertices, None
 
+    def clamp_coefficients(self, shape: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape to the prior's [lo, hi]; blendshape weights to [0, 1]."""
+        shape = torch.maximum(torch.minimum(shape, self.shape_hi.to(shape)), self.shape_lo.to(shape))
+        if self.expression_prior == "blendshape":
+            expression = expression.clamp(0.0, 1.0)
+        return shape, expression
+
     def sample_prior(self, n: int, generator: Optional[torch.Generator] = None, expression: bool = False) -> PriorSample:
         shape = torch.randn(n, self.shape_dim, generator=generator) * self.shape_std.cpu()
         shape = torch.maximum(torch.minimum(shape, self.shape_hi.cpu()), self.shape_lo.cpu())

@@ -74,7 +74,7 @@ class CoefficientGenerator(torch.nn.Module):
         if face_model_info is not None:
             check_face_model(config, face_model_info, folder)
         if encoders is not None:
-            check_encoders(config, encoders, folder)
+            check_encoders(config, encoders, folder, require_all=False)
         denoiser = Denoiser(DenoiserConfig.from_dict(config.net))
         try:
             denoiser.load_state_dict(payload["model"])
@@ -153,7 +153,7 @@ class ShapeRanker(torch.nn.Module):
         if face_model_info is not None:
             check_face_model(config, face_model_info, folder)
         if encoders is not None:
-            check_encoders(config, encoders, folder)
+            check_encoders(config, encoders, folder, require_all=False)
         net = IdRank(IdRankConfig.from_dict(config.net))
         try:
             net.load_state_dict(payload["model"])

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, FaceModelError, InputError
 from ..facemodels import FaceModel, load_face_model
 from ..training.checkpoint import load_checkpoint, network_dir
 from .generator import CoefficientGenerator, ShapeRanker
@@ -106,7 +106,11 @@ class OFER:
             raise CheckpointError(f"{run}: checkpoint folder not found")
         config, _ = load_checkpoint(network_dir(run, "idgen"), "idgen")
         if face_model is None:
-            face_model = load_face_model(config.face_model["spec"])
+            spec = config.face_model["spec"]
+            try:
+                face_model = load_face_model(spec)
+            except FaceModelError as exc:
+                raise CheckpointError(f"{run}: trained for face model {spec!r}, which cannot be loaded here ({exc})") from None
         info = face_model.info().to_dict()
         idgen = CoefficientGenerator.from_checkpoint(network_dir(run, "idgen"), "idgen", info)
         expgen = CoefficientGenerator.from_checkpoint(network_dir(run, "expgen"), "expgen", info, idgen.config.encoders)
@@ -134,12 +138,14 @@ class OFER:
         timings = {}
         t0 = time.perf_counter()
         shapes = self.idgen.sample(ident, settings.shapes, settings.sampler, settings.steps, generator)  # (B,N,S)
+        shapes = model.clamp_coefficients(shapes, torch.zeros(0))[0]
         timings["idgen"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scores, best = self.idrank.rank(model, shapes, cond)
         timings["idrank"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         codes = self.expgen.sample(cond, settings.expressions, settings.sampler, settings.steps, generator)  # (B,M,E)
+        codes[..., : model.expression_dim] = model.clamp_coefficients(shapes[:, 0], codes[..., : model.expression_dim])[1]
         timings["expgen"] = time.perf_counter() - t0
         results = []
         for b, name in enumerate(names):

@@ -203,3 +203,14 @@ def _mouth_weights(vertices: torch.Tensor, landmarks: torch.Tensor) -> tuple[tor
     depth = centre[2] - vertices[:, 2]  # > 0: behind the mouth corners
     lips_weight = ((1.2 - radius) / 0.2).clamp(0, 1) * (depth < 0.012)
     return lips_weight, (radius < 1.2) & (depth >= 0.012) & (depth < 0.08)
+
+
+def make_rasterizer(backend: str) -> torch.nn.Module:
+    """The rasteriser for ``backend`` (auto, gl, torch); ``gl`` raises OferError without EGL."""
+    from . import raster_gl
+    from .raster_torch import TorchRasterizer
+
+    if backend == "torch" or (backend == "auto" and not raster_gl.gl_available()):
+        return TorchRasterizer()
+    raster_gl.gl_context()
+    return raster_gl.GLRasterizer()

@@ -122,9 +122,15 @@ def check_face_model(config: RunConfig, face_model_info: dict, where: str | Path
         )
 
 
-def check_encoders(config: RunConfig, encoders: dict, where: str | Path) -> None:
-    """Refuse a checkpoint whose condition comes from other encoders (names or sizes)."""
+def check_encoders(config: RunConfig, encoders: dict, where: str | Path, require_all: bool = True) -> None:
+    """Refuse a checkpoint whose condition comes from other encoders (names or sizes).
+
+    With ``require_all=False`` only the roles present in ``encoders`` are compared (to check two
+    checkpoints against each other).
+    """
     for role, wanted in config.encoders.items():
         have = encoders.get(role)
+        if have is None and not require_all:
+            continue
         if have is None or have.get("name") != wanted.get("name") or have.get("dim") != wanted.get("dim"):
             raise CheckpointError(f"{where}: trained with {role} encoder {wanted}, but this front end gives {have}")

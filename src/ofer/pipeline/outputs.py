@@ -1,0 +1,143 @@
+"""Files of a reconstruction: meshes, landmarks, coefficients, summary, preview and uncertainty map.
+
+``OUT/<name>/`` receives ``identity.ply``, ``expression_XX.ply``, ``kpt7.npy``, ``params.npz``,
+``summary.json``, ``preview.png`` and ``uncertainty.png``. Everything is first written to a
+temporary sibling folder that replaces the old one at the end, so a failure never leaves a
+half-written or destroyed result behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..io.mesh import save_mesh
+from .ofer import Reconstruction
+
+VIEWS = {"front": 0.0, "side": 55.0}
+TILE = 192
+FIELD_M = 0.26
+
+
+def render_views(model, vertices: np.ndarray, colours: np.ndarray | None = None, size: int = TILE) -> dict[str, np.ndarray]:
+    """Shaded renders (H, W, 3) uint8 of meshes (K, V, 3) from the front and the side: {view: (K, H, W, 3)}."""
+    from ..render.cameras import look_at_face
+    from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
+    from ..render.shading import SHShader
+
+    renderer = MeshRenderer(make_rasterizer("auto"), SHShader(background=(1.0, 1.0, 1.0)))
+    verts = torch.as_tensor(vertices, dtype=torch.float32)
+    with torch.no_grad():
+        neutral = model().vertices[0]
+    centre = 0.5 * (neutral.amin(0) + neutral.amax(0))
+    albedo = paint_face_model(model) if colours is None else torch.as_tensor(colours, dtype=torch.float32)
+    out = {}
+    for view, yaw in VIEWS.items():
+        cameras = look_at_face(distance=1.0, yaw=yaw, focal=size / FIELD_M, image_size=size)
+        with torch.no_grad():
+            image = renderer(verts - centre, model.faces, cameras, albedo).image.clamp(0, 1)
+        out[view] = (image.numpy() * 255 + 0.5).astype(np.uint8)
+    return out
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    picture = Image.fromarray(tile)
+    ImageDraw.Draw(picture).text((4, 3), text, fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def preview_image(model, rec: Reconstruction, max_expressions: int = 8) -> np.ndarray:
+    """Columns: ranked identity, then up to ``max_expressions`` hypotheses; rows: front and side views."""
+    meshes = np.concatenate([rec.identity_vertices[None], rec.expression_vertices[:max_expressions]])
+    views = render_views(model, meshes)
+    labels = ["identity (ranked)"] + [f"expression {i:02d}" for i in range(len(meshes) - 1)]
+    rows = [np.concatenate([_label(t, labels[k] if view == "front" else view) for k, t in enumerate(views[view])], 1)
+            for view in VIEWS]
+    return np.concatenate(rows, 0)
+
+
+def uncertainty_image(model, rec: Reconstruction) -> np.ndarray:
+    """Per-vertex spread (RMS distance to the mean, mm) across the expression hypotheses as a colour map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import cm
+
+    spread = np.sqrt(((rec.expression_vertices - rec.expression_vertices.mean(0)) ** 2).sum(-1).mean(0)) * 1000
+    top = max(float(np.percentile(spread, 99)), 1e-6)
+    colours = cm.viridis(np.clip(spread / top, 0, 1))[:, :3]
+    mean_mesh = rec.expression_vertices.mean(0)[None]
+    views = render_views(model, mean_mesh, colours, size=256)
+    panel = np.concatenate([views["front"][0], views["side"][0]], 1)
+    bar = (cm.viridis(np.linspace(0, 1, panel.shape[1]))[:, :3] * 255).astype(np.uint8)
+    legend = np.full((28, panel.shape[1], 3), 255, np.uint8)
+    legend[:10] = bar[None]
+    legend = _label(legend, "")
+    picture = Image.fromarray(np.concatenate([panel, legend], 0))
+    draw = ImageDraw.Draw(picture)
+    y = panel.shape[0] + 12
+    draw.text((4, y), "0 mm", fill=(0, 0, 0))
+    draw.text((panel.shape[1] - 90, y), f"{top:.2f} mm (p99)", fill=(0, 0, 0))
+    draw.text((4, 3), "spread across expression hypotheses", fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def summary_record(rec: Reconstruction, settings: dict, model, run: Path, checkpoint_ids: dict, source: str) -> dict:
+    return {
+        "image": source,
+        "name": rec.name,
+        "face_model": model.info().to_dict(),
+        "settings": settings,
+        "checkpoints": {"run": str(run), **checkpoint_ids},
+        "chosen_shape": rec.chosen,
+        "num_shapes": int(len(rec.shapes)),
+        "num_expressions": int(len(rec.expressions)),
+        "box": [float(x) for x in rec.box],
+        "timings_s": {k: round(float(v), 4) for k, v in rec.timings.items()},
+        "units": {"meshes": "m", "kpt7": "m"},
+    }
+
+
+def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summary: dict, units: str = "m") -> Path:
+    """Write all files of one reconstruction to ``out_dir/<rec.name>/`` (replaced atomically)."""
+    target = Path(out_dir) / rec.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
+    try:
+        scale = 1000.0 if units == "mm" else 1.0
+        save_mesh(staging / "identity.ply", rec.identity_vertices, model.faces, units=units)
+        for i, vertices in enumerate(rec.expression_vertices):
+            save_mesh(staging / f"expression_{i:02d}.ply", vertices, model.faces, units=units)
+        np.save(staging / "kpt7.npy", (rec.kpt7 * scale).astype(np.float32))
+        np.savez(
+            staging / "params.npz",
+            shapes=rec.shapes.astype(np.float32),
+            rank_scores=rec.rank_scores.astype(np.float32),
+            chosen=np.int64(rec.chosen),
+            shape=rec.shape.astype(np.float32),
+            expressions=rec.expressions.astype(np.float32),
+            identity_embedding=np.asarray(rec.identity_embedding, np.float32),
+            appearance_embedding=np.asarray(rec.appearance_embedding, np.float32),
+        )
+        Image.fromarray(preview_image(model, rec)).save(staging / "preview.png")
+        Image.fromarray(uncertainty_image(model, rec)).save(staging / "uncertainty.png")
+        summary = dict(summary, units={"meshes": units, "kpt7": units})
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        if target.exists():
+            backup = target.with_name(f".{rec.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(target, backup)
+            os.replace(staging, target)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
