@@ -9,7 +9,7 @@ from importlib import import_module
 from ..errors import OferError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
-COMMANDS = ("info", "facemodel", "detect", "embed", "render", "synth", "train", "reconstruct", "demo")
+COMMANDS = ("info", "facemodel", "detect", "embed", "render", "synth", "train", "reconstruct", "eval", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

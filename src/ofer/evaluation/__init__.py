@@ -1,0 +1,71 @@
+"""Evaluation suite: sample/diversity/plausibility/ranking metrics and the NoW-style shape error.
+
+All lengths are millimetres. See :mod:`ofer.evaluation.metrics` for the exact definitions and
+:mod:`ofer.evaluation.now` for the NoW protocol and its folder layout.
+"""
+
+from .metrics import (
+    VertexGaussian,
+    apply_similarity,
+    asd,
+    asd_o,
+    closest_sample_error,
+    max_asd_v,
+    min_asd_v,
+    ode,
+    pairwise_rms,
+    procrustes_similarity,
+    ranked_errors,
+    ranking_table,
+    rigid_fit,
+    rms_distance,
+    sample_error,
+    sample_errors,
+    std_s,
+    topk_overlap,
+)
+from .now import (
+    NowReport,
+    NowResult,
+    SurfaceQuery,
+    closest_points_on_triangles,
+    crop_scan,
+    evaluate_now,
+    face_crop_sphere,
+    now_error,
+    now_statistics,
+    point_to_surface_distance,
+    save_error_heatmap,
+)
+
+__all__ = [
+    "VertexGaussian",
+    "apply_similarity",
+    "asd",
+    "asd_o",
+    "closest_sample_error",
+    "max_asd_v",
+    "min_asd_v",
+    "ode",
+    "pairwise_rms",
+    "procrustes_similarity",
+    "ranked_errors",
+    "ranking_table",
+    "rigid_fit",
+    "rms_distance",
+    "sample_error",
+    "sample_errors",
+    "std_s",
+    "topk_overlap",
+    "NowReport",
+    "NowResult",
+    "SurfaceQuery",
+    "closest_points_on_triangles",
+    "crop_scan",
+    "evaluate_now",
+    "face_crop_sphere",
+    "now_error",
+    "now_statistics",
+    "point_to_surface_distance",
+    "save_error_heatmap",
+]
