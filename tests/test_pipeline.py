@@ -100,3 +100,32 @@ def test_checkpoint_for_another_face_model_is_refused(trained, tmp_path, capsys)
 def test_reconstruct_real_photo(trained, tmp_path):
     assert reconstruct(tmp_path, SHARED / "assets/faces/obama.jpg", run=trained["run"]) == 0
     assert OUTPUT_FILES <= {p.name for p in (tmp_path / "obama").iterdir()}
+
+
+def test_eval_commands_on_a_tiny_protocol(trained, tmp_path, capsys):
+    from ofer.data.synth import protocol_config
+
+    config = protocol_config()
+    config.image_size, config.identities = 192, 3
+    generate(tmp_path / "p", "default", 6, 545, config, kind="protocol", shard_size=6, progress=False)
+    common = ["--data", str(tmp_path / "p"), "--checkpoints", str(trained["run"]), "--shapes", "6", "--steps", "5"]
+    report = tmp_path / "rep"
+    assert main(["eval", "co545", *common, "--samples", "3", "-o", str(report)]) == 0
+    assert {"metrics.json", "report.md", "cdf.png", "vertex_error.png", "worst.png"} <= {p.name for p in report.iterdir()}
+    text = (report / "report.md").read_text()
+    assert "| OFER |" in text and "| random prior |" in text
+    methods = json.loads((report / "metrics.json").read_text())["methods"]
+    for key in ("se_vis", "cse_vis", "min_asd_v", "max_asd_v", "asd_o", "ode"):
+        assert np.isfinite(methods["OFER"][key]) and np.isfinite(methods["random prior"][key])
+    assert methods["OFER"]["cse_vis"] <= methods["OFER"]["se_vis"]
+    chunk = next((report / "cache" / "OFER").glob("chunk_*.npz"))
+    stamp = chunk.stat().st_mtime_ns
+    assert main(["eval", "co545", *common, "--samples", "3", "-o", str(report)]) == 0
+    assert chunk.stat().st_mtime_ns == stamp  # finished per-image results are reused
+    capsys.readouterr()
+    assert main(["eval", "rank", *common]) == 0
+    out = capsys.readouterr().out
+    assert "OFER-rank" in out and "gap closed" in out and "precision" in out
+    assert main(["eval", "shape", *common, "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "OFER-rank" in out and "random prior" in out

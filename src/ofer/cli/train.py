@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train IdGen, IdRank or ExpGen")
-    parser.add_argument("network", choices=("idgen", "idrank", "expgen"))
+    parser = subparsers.add_parser("train", help="train IdGen, IdRank, ExpGen (or the regressor baseline)")
+    parser.add_argument("network", choices=("idgen", "idrank", "expgen", "regressor"))
     parser.add_argument("--data", required=True, type=Path, help="data folder (ofer synth train)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="run folder (networks go to RUN/<network>/)")
     parser.add_argument("--epochs", type=int, default=50)
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.train import TrainOptions, train_diffusion, train_idrank
+    from ..training.train import TrainOptions, train_diffusion, train_idrank, train_regressor
 
     is_rank = args.network == "idrank"
     options = TrainOptions(
@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
         rank_vertices=args.rank_vertices,
         tau=args.tau,
     )
-    log = train_idrank(options) if is_rank else train_diffusion(args.network, options)
+    if args.network == "regressor":
+        log = train_regressor(options)
+    else:
+        log = train_idrank(options) if is_rank else train_diffusion(args.network, options)
     if log:
         first, last = log[0], log[-1]
         print(f"{args.network}: epochs {first['epoch']}..{last['epoch']}, loss {first['loss']:.4f} -> {last['loss']:.4f}; "

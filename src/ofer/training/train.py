@@ -200,3 +200,33 @@ def train_idrank(options: TrainOptions) -> list[dict]:
 
     settings = LoopSettings(options.epochs, options.batch_size, options.seed, options.resume, options.progress)
     return run_epochs(folder, config, net, optimizer, len(candidates), step, settings)
+
+
+def train_regressor(options: TrainOptions) -> list[dict]:
+    """Train the deterministic ArcFace -> shape regressor (baseline) into ``RUN/regressor``."""
+    from ..baselines.regressor import NETWORK, RegressorConfig, ShapeRegressor
+
+    manifest, columns = training_columns(options.data, ["shape", "arcface"])
+    target, cond = columns["shape"], columns["arcface"]
+    target_norm, cond_norm = Normalizer.fit(target), Normalizer.fit(cond)
+    net_config = RegressorConfig(input_dim=cond.shape[1], output_dim=target.shape[1])
+    config = RunConfig(
+        network=NETWORK,
+        face_model=manifest.face_model,
+        encoders=_encoders(manifest, ("identity",)),
+        net=net_config.to_dict(),
+        normalization={**target_norm.to_dict("target"), **cond_norm.to_dict("cond")},
+        data=_data_record(options, manifest),
+        training=_training_record(options),
+    )
+    torch.manual_seed(options.seed)
+    net = ShapeRegressor(net_config)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    z_target, z_cond = target_norm(target), cond_norm(cond)
+
+    def step(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(net(z_cond[indices]), z_target[indices])
+
+    settings = LoopSettings(options.epochs, options.batch_size, options.seed, options.resume, options.progress)
+    return run_epochs(network_dir(options.run, NETWORK), config, net, optimizer, len(target), step, settings)
+

@@ -1,0 +1,1 @@
+"""Baselines OFER is compared with: a deterministic ArcFace -> shape regressor (MICA-like)."""
