@@ -13,7 +13,7 @@ from ofer.training.checkpoint import NETWORKS, CONFIG_FILE, RunConfig, load_chec
 
 
 def export(run: Path, out: Path) -> None:
-    for network in NETWORKS:
+    for network in NETWORKS:  # the regressor baseline is not shipped
         config, payload = load_checkpoint(run / network, network)
         weights = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
         target = out / network

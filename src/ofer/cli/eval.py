@@ -108,12 +108,13 @@ def run_co545(args: argparse.Namespace) -> int:
         from ..baselines.regressor import regressor_method
 
         methods["regressor"] = regressor_method(args.regressor, model, args.shapes)
-    per_image = {name: P.run_method(name, fn, model, data, gaussian, args.output / "cache", args.limit)
-                 for name, fn in methods.items()}
-    results = {name: P.summarise(rows) for name, rows in per_image.items()}
     settings = {"data": str(args.data), "checkpoints": str(pipe.run), "shapes": args.shapes, "samples": args.samples,
                 "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "limit": args.limit,
                 "protocol_checksum": manifest.dataset_checksum()}
+    per_image = {name: P.run_method(name, fn, model, data, gaussian, args.output / "cache", args.limit,
+                                    signature=dict(settings, method=name))
+                 for name, fn in methods.items()}
+    results = {name: P.summarise(rows) for name, rows in per_image.items()}
     P.write_report(args.output, results, per_image, model, settings)
     print(P.markdown_table(results))
     print(f"wrote {args.output / 'metrics.json'}, {args.output / 'report.md'} and plots")
@@ -131,8 +132,11 @@ def run_rank(args: argparse.Namespace) -> int:
     _check_protocol_encoders(pipe, manifest, args.data)
     gaussian = P.reference_gaussian(pipe.face_model, data)
     cache = args.output or Path(tempfile.mkdtemp(prefix="ofer-rank-"))
+    signature = {"data": str(args.data), "checkpoints": str(pipe.run), "shapes": args.shapes, "samples": args.samples,
+                 "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "limit": args.limit,
+                 "protocol_checksum": manifest.dataset_checksum(), "method": "OFER"}
     rows = P.run_method("OFER", P.ofer_method(pipe, args.shapes, args.samples, args.sampler, args.steps, args.seed),
-                        pipe.face_model, data, gaussian, cache / "cache", args.limit)
+                        pipe.face_model, data, gaussian, cache / "cache", args.limit, signature=signature)
     table = ranking_table(rows["identity_errors"], rows["scores"])
     n = table["num_candidates"]
     print(f"IdRank on {table['num_rows']} images x {n} IdGen samples (RMS face-region error of the neutral mesh, mm)")

@@ -151,14 +151,26 @@ def image_metrics(h: Hypotheses, gt: np.ndarray, neutral_gt: np.ndarray, front: 
 
 
 def run_method(name: str, method: Callable, model: FaceModel, data: dict, gaussian: M.VertexGaussian,
-               cache: Path, limit: Optional[int] = None, progress: bool = True) -> dict[str, np.ndarray]:
-    """Evaluate ``method`` on every protocol image, in chunks cached under ``cache/<name>/`` (resumable)."""
+               cache: Path, limit: Optional[int] = None, progress: bool = True,
+               signature: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """Evaluate ``method`` on every protocol image, in chunks cached under ``cache/<name>/`` (resumable).
+
+    ``signature`` (the settings that produced the cache) is stored beside the chunks; a cache made
+    with other settings is discarded.
+    """
+    import shutil
+
     from tqdm import tqdm
 
     count = len(data["shape"]) if limit is None else min(limit, len(data["shape"]))
     V = model.num_vertices
     folder = cache / name.replace(" ", "_")
+    stamp = folder / "signature.json"
+    wanted = json.dumps(signature or {}, sort_keys=True)
+    if folder.is_dir() and (not stamp.is_file() or stamp.read_text() != wanted):
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(wanted)
     parts = []
     for start in tqdm(range(0, count, CHUNK), desc=f"eval {name}", disable=not progress, file=sys.stderr):
         path = folder / f"chunk_{start:05d}.npz"
@@ -209,7 +221,8 @@ def markdown_table(results: dict[str, dict]) -> str:
 
 def write_report(out: Path, results: dict[str, dict], per_image: dict[str, dict], model: FaceModel, settings: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"settings": settings, "methods": results}, indent=2))
+    ranking = M.ranking_table(per_image["OFER"]["identity_errors"], per_image["OFER"]["scores"]) if "OFER" in per_image else {}
+    (out / "metrics.json").write_text(json.dumps({"settings": settings, "methods": results, "ranking": ranking}, indent=2))
     text = [
         "# CO-545-style evaluation",
         "",
@@ -223,6 +236,10 @@ def write_report(out: Path, results: dict[str, dict], per_image: dict[str, dict]
         "",
         markdown_table(results),
         "",
+        *( [f"Ranking (OFER, {ranking['num_candidates']} identity samples): ranked {ranking['ranked_error']:.3f} mm, "
+            f"oracle {ranking['oracle_error']:.3f} mm, average {ranking['average_error']:.3f} mm; the ranker closes "
+            f"{100 * ranking['gap_closed']:.1f} % of the average-to-oracle gap; top-5 precision "
+            f"{ranking.get('precision@5', float('nan')):.3f}.", ""] if ranking else []),
         f"Settings: `{json.dumps(settings)}`",
         "",
         "![CDF](cdf.png)",

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Reproduce the weights shipped in src/ofer/weights/default (built-in face model) and the README's
+# results table. About an hour on a 2-core CPU. Run from the repository root with the venv active.
+#   DATA=... RUN=... ./scripts/train_default.sh
+set -euo pipefail
+DATA=${DATA:-data}
+RUN=${RUN:-runs/default}
+export OMP_NUM_THREADS=1   # two trainings share the two cores
+
+ofer synth train --model default --n 10000 -o "$DATA/train10k" --seed 1 --workers 2
+ofer synth train --model default --n 256 -o "$DATA/heldout" --seed 99 --workers 2
+ofer synth protocol --model default -o "$DATA/co545" --workers 2
+
+ofer train idgen  --data "$DATA/train10k" -o "$RUN" --epochs 200 --batch 256 --lr 1e-3 --seed 0 --quiet &
+ofer train expgen --data "$DATA/train10k" -o "$RUN" --epochs 200 --batch 256 --lr 1e-3 --seed 0 --quiet &
+wait
+ofer train idrank --data "$DATA/train10k" -o "$RUN" --epochs 40 --batch 16 --lr 3e-4 --seed 0 \
+    --candidates 32 --rank-images 2000 --rank-steps 25 --rank-vertices 512 --quiet &
+ofer train regressor --data "$DATA/train10k" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 --quiet &
+wait
+
+python scripts/export_weights.py "$RUN" src/ofer/weights/default
+
+ofer eval co545 --data "$DATA/co545" --checkpoints "$RUN" -o reports/co545 --regressor "$RUN"
+ofer eval rank  --data "$DATA/co545" --checkpoints "$RUN" -o reports/rank
+ofer eval shape --data "$DATA/co545" --checkpoints "$RUN" --limit 110
+python benchmarks/bench_samplers.py --checkpoints "$RUN" --data "$DATA/heldout"
