@@ -129,3 +129,28 @@ def test_eval_commands_on_a_tiny_protocol(trained, tmp_path, capsys):
     assert main(["eval", "shape", *common, "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "OFER-rank" in out and "random prior" in out
+
+
+def test_demo_runs_on_the_builtin_example(trained, tmp_path, capsys):
+    code = main(["demo", "-o", str(tmp_path), "--checkpoints", str(trained["run"])])
+    out = capsys.readouterr().out
+    assert code == 0 and "built-in example" in out
+    assert (tmp_path / "demo_input.png").is_file()
+    assert OUTPUT_FILES <= {p.name for p in (tmp_path / "demo_input").iterdir()}
+
+
+def test_shipped_weights_load_when_present():
+    from ofer.errors import CheckpointError
+    from ofer.pipeline.ofer import OFER, ReconstructionSettings
+    from ofer.weights import default_run
+
+    try:
+        run = default_run()
+    except CheckpointError:
+        pytest.skip("no weights shipped in this checkout")
+    pipe = OFER.from_checkpoints(run)
+    assert pipe.face_model.spec == "default"
+    settings = ReconstructionSettings(shapes=4, expressions=2, sampler="ddim", steps=5, seed=0)
+    identity = np.ones((1, 512), np.float32) / np.sqrt(512)
+    rec = pipe.reconstruct_embeddings(identity, np.zeros((1, 260), np.float32), settings, ["x"])[0]
+    assert rec.expression_vertices.shape == (2, pipe.face_model.num_vertices, 3)
