@@ -49,12 +49,24 @@ def aligned_rms_mm(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sqrt(((moved - b[mask]) ** 2).sum(-1).mean()) * 1000)
 
 
+def read_people(path: Path) -> dict[str, str]:
+    """File stem -> person, from a CSV with ``file`` and ``person`` columns (empty if there is none)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {Path(row["file"]).stem: row["person"] for row in csv.DictReader(handle)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--checkpoints", type=Path, default=None)
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/real_photos.png"))
     parser.add_argument("--draw", type=int, default=3, help="how many photos go into the figure")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="CSV with columns file,person (default: MANIFEST.csv beside the first photo, if any)")
     args = parser.parse_args()
     pipe = OFER.from_checkpoints(args.checkpoints or default_run())
     model = pipe.face_model
@@ -78,11 +90,12 @@ def main() -> None:
                 strip = Image.fromarray(np.concatenate(list(tiles), 1))
                 ImageDraw.Draw(strip).text((4, 3), f"{path.stem} ({label}): identity + 4 hypotheses", fill=(0, 0, 0))
                 rows.append(np.asarray(strip))
+    person = read_people(args.manifest or args.photos[0].parent / "MANIFEST.csv")
     names = list(identities)
     same, other = [], []
     for a, b in combinations(names, 2):
         d = aligned_rms_mm(identities[a], identities[b], mask)
-        (same if a.split("_")[0][:5] == b.split("_")[0][:5] else other).append(d)
+        (same if person.get(a, a) == person.get(b, b) else other).append(d)
     if same:
         print(f"identity spread, same person: {np.mean(same):.2f} mm over {len(same)} pairs")
     if other:
