@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..training.checkpoint import check_face_model, load_checkpoint, network_dir
+from ..training.checkpoint import check_face_model, load_checkpoint, load_weights, network_dir
 
 NETWORK = "regressor"
 
@@ -59,11 +58,7 @@ def load_regressor(run: str | Path, face_model_info: dict | None = None):
     config, payload = load_checkpoint(folder, NETWORK)
     if face_model_info is not None:
         check_face_model(config, face_model_info, folder)
-    net = ShapeRegressor(RegressorConfig.from_dict(config.net))
-    try:
-        net.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{folder}: weights do not match the saved architecture ({str(exc).splitlines()[0]})") from None
+    net = load_weights(ShapeRegressor(RegressorConfig.from_dict(config.net)), payload, folder)
     return net.eval(), Normalizer.from_dict(config.normalization, "target", folder), Normalizer.from_dict(config.normalization, "cond", folder)
 
 

@@ -18,7 +18,7 @@ from ..diffusion import DDPMSchedulerConfig, make_scheduler, sample
 from ..errors import CheckpointError
 from ..facemodels import FaceModel
 from ..networks import Denoiser, DenoiserConfig, IdRank, IdRankConfig
-from ..training.checkpoint import RunConfig, check_encoders, check_face_model, load_checkpoint
+from ..training.checkpoint import RunConfig, check_encoders, check_face_model, load_checkpoint, load_weights
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -75,11 +75,7 @@ class CoefficientGenerator(torch.nn.Module):
             check_face_model(config, face_model_info, folder)
         if encoders is not None:
             check_encoders(config, encoders, folder, require_all=False)
-        denoiser = Denoiser(DenoiserConfig.from_dict(config.net))
-        try:
-            denoiser.load_state_dict(payload["model"])
-        except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{folder}: weights do not match the saved architecture ({str(exc).splitlines()[0]})") from None
+        denoiser = load_weights(Denoiser(DenoiserConfig.from_dict(config.net)), payload, folder)
         return cls(config, denoiser, folder)
 
     @torch.no_grad()
@@ -154,11 +150,7 @@ class ShapeRanker(torch.nn.Module):
             check_face_model(config, face_model_info, folder)
         if encoders is not None:
             check_encoders(config, encoders, folder, require_all=False)
-        net = IdRank(IdRankConfig.from_dict(config.net))
-        try:
-            net.load_state_dict(payload["model"])
-        except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{folder}: weights do not match the saved architecture ({str(exc).splitlines()[0]})") from None
+        net = load_weights(IdRank(IdRankConfig.from_dict(config.net)), payload, folder)
         return cls(config, net, torch.as_tensor(config.extra["vertex_ids"]), folder)
 
     def front_vertices_mm(self, model: FaceModel, shapes: torch.Tensor) -> torch.Tensor:

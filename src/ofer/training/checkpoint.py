@@ -134,3 +134,13 @@ def check_encoders(config: RunConfig, encoders: dict, where: str | Path, require
             continue
         if have is None or have.get("name") != wanted.get("name") or have.get("dim") != wanted.get("dim"):
             raise CheckpointError(f"{where}: trained with {role} encoder {wanted}, but this front end gives {have}")
+
+
+def load_weights(module: torch.nn.Module, payload: dict, where: str | Path) -> torch.nn.Module:
+    """Load ``payload["model"]`` into ``module``; a mismatch with the saved architecture is a CheckpointError."""
+    try:
+        module.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{where}: weights do not match the saved architecture ({str(exc).splitlines()[0]})") from None
+    return module
+
