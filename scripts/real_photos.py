@@ -72,7 +72,7 @@ def main() -> None:
     model = pipe.face_model
     mask = model.front_mask.numpy()
     settings = ReconstructionSettings(shapes=100, expressions=8, sampler="ddim", steps=50, seed=0)
-    rows, identities = [], {}
+    rows, identities, changes = [], {}, []
     for k, path in enumerate(args.photos):
         clean = load_image(path)
         hidden = occluded_copy(clean, seed=k)
@@ -82,6 +82,7 @@ def main() -> None:
             continue
         identities[path.stem] = recs[0].identity_vertices
         change = aligned_rms_mm(recs[1].identity_vertices, recs[0].identity_vertices, mask)
+        changes.append(change)
         print(f"{path.name}: identity change clean -> occluded {change:.2f} mm (face region, similarity-aligned)")
         if len(rows) < 2 * args.draw:
             for rec, label in zip(recs, ("clean", "occluded")):
@@ -100,6 +101,10 @@ def main() -> None:
         print(f"identity spread, same person: {np.mean(same):.2f} mm over {len(same)} pairs")
     if other:
         print(f"identity spread, different people: {np.mean(other):.2f} mm over {len(other)} pairs")
+    if changes:
+        print(f"identity change clean -> occluded: mean {np.mean(changes):.2f} mm over {len(changes)} photos")
+    if same and other:
+        print(f"separation (different / same person): {np.mean(other) / np.mean(same):.2f}")
     if rows:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, 0)).save(args.output)

@@ -222,3 +222,13 @@ def test_procrustes_similarity_and_rigid_fit():
     # a mirrored target still gives a proper rotation
     _, r4, _ = procrustes_similarity(src, src * [-1, 1, 1])
     assert np.linalg.det(r4) == pytest.approx(1.0)
+
+
+def test_medoid_index_picks_the_sample_closest_to_the_mean():
+    from ofer.evaluation.protocol import medoid_index
+
+    # one vertex, samples at x = 0, 1, 5 (mean 2) and x = 3, 3.5, -10 (mean -1.17)
+    xs = np.array([[0.0, 1.0, 5.0], [3.0, 3.5, -10.0]])
+    meshes = np.zeros((2, 3, 1, 3))
+    meshes[..., 0, 0] = xs
+    assert medoid_index(meshes).tolist() == [1, 0]

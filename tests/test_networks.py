@@ -47,6 +47,28 @@ def assert_all_grads(module: torch.nn.Module):
 # -- denoiser -------------------------------------------------------------------------------
 
 
+def test_output_reaches_every_coefficient():
+    """A norm before the output layer (the old head) makes the map x_t -> eps_hat lose one direction
+    per group when w0 = D: GroupNorm of a single vector discards each group's scale."""
+    torch.manual_seed(0)
+    D, groups = 16, 4
+    for out_norm, lost in ((False, 0), (True, groups)):
+        net = Denoiser(small_denoiser_config(input_dim=D, widths=[D, 8], num_groups=groups, out_norm=out_norm))
+        net = net.double().eval()
+        t, c = torch.tensor([500]), torch.randn(1, 10, dtype=torch.float64)
+        x = torch.randn(1, D, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda v: net(v, t, c), x)[0, :, 0]  # (D, D)
+        sv = torch.linalg.svdvals(jac)
+        assert int((sv < 1e-9 * sv[0]).sum()) == lost
+
+
+def test_configs_saved_before_out_norm_load_with_it():
+    data = small_denoiser_config().to_dict()
+    assert data["out_norm"] is False and DenoiserConfig.from_dict(data).out_norm is False
+    del data["out_norm"]
+    assert DenoiserConfig.from_dict(data).out_norm is True
+
+
 def test_denoiser_shapes_and_helpers():
     idgen = DenoiserConfig.for_idgen(300)
     assert idgen.widths == [300, 50, 10] and idgen.input_dim == 300 and idgen.cond_dim == 512

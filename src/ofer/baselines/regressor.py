@@ -52,14 +52,14 @@ class ShapeRegressor(nn.Module):
 
 def load_regressor(run: str | Path, face_model_info: dict | None = None):
     """(model, target normaliser, condition normaliser) of ``RUN/regressor``."""
-    from ..pipeline.generator import Normalizer
+    from ..pipeline.normalization import ConditionNormalizer, Normalizer
 
     folder = network_dir(run, NETWORK)
     config, payload = load_checkpoint(folder, NETWORK)
     if face_model_info is not None:
         check_face_model(config, face_model_info, folder)
     net = load_weights(ShapeRegressor(RegressorConfig.from_dict(config.net)), payload, folder)
-    return net.eval(), Normalizer.from_dict(config.normalization, "target", folder), Normalizer.from_dict(config.normalization, "cond", folder)
+    return net.eval(), Normalizer.from_dict(config.normalization, "target", folder), ConditionNormalizer.from_dict(config.normalization, folder)
 
 
 def regressor_method(run: str | Path, model, shapes: int = 1):

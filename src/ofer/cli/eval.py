@@ -144,6 +144,7 @@ def run_rank(args: argparse.Namespace) -> int:
     for key, label in (("ranked_error", "OFER-rank"), ("oracle_error", f"oracle (best of {n})"),
                        ("average_error", "average sample")):
         print(f"{label:<22}{table[key]:8.3f}")
+    print(f"{'medoid (no network)':<22}{float(rows['identity_medoid'].mean()):8.3f}")
     print(f"gap closed by ranking: {100 * table['gap_closed']:.1f} %")
     for k in (1, 5, 10):
         if f"precision@{k}" in table:

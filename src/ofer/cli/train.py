@@ -16,7 +16,10 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; idrank 3e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in -o exactly where it stopped")
-    parser.add_argument("--widths", type=int, nargs="+", default=None, help="denoiser widths below the input (e.g. 50 10)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None, help="denoiser widths per level, top first (default: the paper's D 50 10; shipped weights: 256 128 32)")
+    parser.add_argument("--domain-directions", type=int, default=2,
+                        help="render-domain directions projected out of the ArcFace embedding (0 = off)")
+    parser.add_argument("--loss", choices=("l1", "mse"), default="l1", help="diffusion loss on the noise (default l1)")
     group = parser.add_argument_group("idrank")
     group.add_argument("--candidates", type=int, default=100, help="IdGen samples per training image (N)")
     group.add_argument("--rank-images", type=int, default=2000, help="training images used for IdRank")
@@ -40,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=args.resume,
         progress=not args.quiet,
-        widths=[0, *args.widths] if args.widths else None,
+        widths=list(args.widths) if args.widths else None,
         candidates=args.candidates,
         rank_images=args.rank_images,
         rank_steps=args.rank_steps,
         rank_vertices=args.rank_vertices,
         tau=args.tau,
+        domain_directions=args.domain_directions,
+        loss=args.loss,
     )
     if args.network == "regressor":
         log = train_regressor(options)

@@ -37,6 +37,7 @@ from . import metrics as M
 
 TAU_MM = 10.0  # ASD-O normaliser: 10 mm counts as total failure / full diversity
 CHUNK = 16
+CACHE_VERSION = 2  # bump when image_metrics gains or changes a field (old caches are recomputed)
 
 
 @dataclass
@@ -107,19 +108,24 @@ def prior_method(model: FaceModel, shapes: int, expressions: int, seed: int) -> 
     return run
 
 
-def front_errors(model: FaceModel, shapes: np.ndarray, neutral_gt: np.ndarray) -> np.ndarray:
-    """(B, N) RMS error (mm) on the face-region vertices between each shape's neutral mesh and the truth."""
+def front_meshes(model: FaceModel, shapes: np.ndarray) -> np.ndarray:
+    """(B, N, S) shapes -> (B, N, F, 3) face-region vertices of their neutral meshes, mm."""
     B, N, S = shapes.shape
     with torch.no_grad():
         meshes = model(torch.from_numpy(shapes.reshape(B * N, S)).float()).vertices.numpy().reshape(B, N, -1, 3) * 1000
-    mask = model.front_mask.numpy()
-    return np.sqrt(((meshes[:, :, mask] - neutral_gt[:, None, mask]) ** 2).sum(-1).mean(-1))
+    return meshes[:, :, model.front_mask.numpy()]
+
+
+def medoid_index(meshes: np.ndarray) -> np.ndarray:
+    """(B, N, F, 3) -> (B,) index of the sample closest (RMS) to the mean of the N samples: a network-free ranker."""
+    return np.sqrt(((meshes - meshes.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1)).argmin(1)
 
 
 def image_metrics(h: Hypotheses, gt: np.ndarray, neutral_gt: np.ndarray, front: np.ndarray, unocc: np.ndarray,
                   gaussian: M.VertexGaussian, model: FaceModel) -> dict[str, np.ndarray]:
     """Per-image metrics (B,) for one chunk."""
-    ident = front_errors(model, h.shapes, neutral_gt)
+    meshes = front_meshes(model, h.shapes)
+    ident = np.sqrt(((meshes - neutral_gt[:, None, model.front_mask.numpy()]) ** 2).sum(-1).mean(-1))
     rows = {k: [] for k in ("se_vis", "cse_vis", "se_front", "cse_front", "min_asd_v", "max_asd_v", "asd_o",
                             "ode", "ode_o", "ode_v", "std_vis", "std_occ")}
     for b in range(len(gt)):
@@ -141,7 +147,7 @@ def image_metrics(h: Hypotheses, gt: np.ndarray, neutral_gt: np.ndarray, front: 
     out = {k: np.asarray(v, np.float64) for k, v in rows.items()}
     rows_idx = np.arange(len(gt))
     out.update(identity_ranked=ident[rows_idx, h.chosen], identity_oracle=ident.min(1), identity_average=ident.mean(1),
-               identity_errors=ident, scores=h.scores)
+               identity_medoid=ident[rows_idx, medoid_index(meshes)], identity_errors=ident, scores=h.scores)
     with torch.no_grad():
         chosen = torch.from_numpy(h.shapes[rows_idx, h.chosen]).float()
         ranked_neutral = model(chosen).vertices.numpy() * 1000
@@ -166,7 +172,7 @@ def run_method(name: str, method: Callable, model: FaceModel, data: dict, gaussi
     V = model.num_vertices
     folder = cache / name.replace(" ", "_")
     stamp = folder / "signature.json"
-    wanted = json.dumps(signature or {}, sort_keys=True)
+    wanted = json.dumps({**(signature or {}), "cache_version": CACHE_VERSION}, sort_keys=True)
     if folder.is_dir() and (not stamp.is_file() or stamp.read_text() != wanted):
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,7 +197,7 @@ def run_method(name: str, method: Callable, model: FaceModel, data: dict, gaussi
 
 
 SUMMARY_KEYS = ("se_vis", "cse_vis", "se_front", "cse_front", "min_asd_v", "max_asd_v", "asd_o", "ode", "ode_o",
-                "ode_v", "std_vis", "std_occ", "identity_ranked", "identity_oracle", "identity_average")
+                "ode_v", "std_vis", "std_occ", "identity_ranked", "identity_oracle", "identity_average", "identity_medoid")
 
 
 def summarise(per_image: dict[str, np.ndarray]) -> dict[str, float]:
@@ -239,7 +245,8 @@ def write_report(out: Path, results: dict[str, dict], per_image: dict[str, dict]
         *( [f"Ranking (OFER, {ranking['num_candidates']} identity samples): ranked {ranking['ranked_error']:.3f} mm, "
             f"oracle {ranking['oracle_error']:.3f} mm, average {ranking['average_error']:.3f} mm; the ranker closes "
             f"{100 * ranking['gap_closed']:.1f} % of the average-to-oracle gap; top-5 precision "
-            f"{ranking.get('precision@5', float('nan')):.3f}.", ""] if ranking else []),
+            f"{ranking.get('precision@5', float('nan')):.3f}; the sample closest to the mean of the samples "
+            f"(no network) has {results['OFER']['identity_medoid']:.3f} mm.", ""] if ranking else []),
         f"Settings: `{json.dumps(settings)}`",
         "",
         "![CDF](cdf.png)",

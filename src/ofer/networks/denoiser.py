@@ -7,7 +7,7 @@ so it is an MLP U-Net. Ours, for widths ``[w0, w1, ..., wL]`` (default ``[D, 50,
     encoder, level i < L:  res(h) -> skip, res(h) -> skip, attn(h), down: Linear w_i -> w_{i+1}
     bottleneck (wL):       res, attn, res
     decoder, level i < L:  up: Linear w_{i+1} -> w_i, res([h || skip]), res([h || skip]), attn(h)
-    final:                 res([h || h0]) -> norm -> SiLU -> Linear w0 -> D     (eps_hat, (B,D))
+    final:                 res([h || h0]) -> SiLU -> Linear w0 -> D     (eps_hat, (B,D))
 
 Every residual block is ``norm -> SiLU -> Linear -> norm -> FiLM -> SiLU -> dropout -> Linear``
 plus a (projected) shortcut, where FiLM is ``h * (1 + scale) + shift`` with (scale, shift) a linear
@@ -75,6 +75,7 @@ class DenoiserConfig:
         attn_heads: attention heads (must divide ``attn_dim``).
         attn_tokens: tokens the hidden vector is projected into.
         attn_cond_tokens: tokens the condition is projected into (ignored when cond_dim = 0).
+        out_norm: normalise before the output layer (False; True only for runs saved before 0.2).
     """
 
     input_dim: int
@@ -88,6 +89,7 @@ class DenoiserConfig:
     attn_heads: int = 4
     attn_tokens: int = 4
     attn_cond_tokens: int = 4
+    out_norm: bool = False
 
     def __post_init__(self):
         self.input_dim, self.cond_dim = int(self.input_dim), int(self.cond_dim)
@@ -139,7 +141,9 @@ class DenoiserConfig:
         unknown = [k for k in data if k not in known and not k.startswith("_")]
         if unknown:
             raise ValueError(f"unknown denoiser config keys: {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("out_norm", True)  # configs saved before the option had the norm
+        return cls(**values)
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -271,7 +275,10 @@ class Denoiser(nn.Module):
         self.up_steps = nn.ModuleList(nn.Linear(w[i + 1], w[i]) for i in range(len(w) - 1))
         self.up_levels = nn.ModuleList(_Level((2 * w[i], 2 * w[i]), w[i], cfg, emb_dim) for i in range(len(w) - 1))
         self.final = ResidualBlock(2 * w[0], w[0], *args)
-        self.out_norm = make_norm(cfg.norm, w[0], cfg.num_groups)
+        # No norm before the output layer: on a single vector GroupNorm removes each group's mean
+        # and scale, and with w0 = D that costs the output layer as many dimensions as there are
+        # groups (those coefficients were never denoised). ``out_norm=True`` only loads old runs.
+        self.out_norm = make_norm(cfg.norm, w[0], cfg.num_groups) if cfg.out_norm else nn.Identity()
         self.out = nn.Linear(w[0], cfg.input_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -7,7 +7,6 @@ coefficient units. ``ShapeRanker`` = IdRank + the face model's front-vertex subs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -15,45 +14,12 @@ import numpy as np
 import torch
 
 from ..diffusion import DDPMSchedulerConfig, make_scheduler, sample
-from ..errors import CheckpointError
 from ..facemodels import FaceModel
 from ..networks import Denoiser, DenoiserConfig, IdRank, IdRankConfig
 from ..training.checkpoint import RunConfig, check_encoders, check_face_model, load_checkpoint, load_weights
+from .normalization import ConditionNormalizer, Normalizer
 
 SAMPLERS = ("ddpm", "ddim")
-
-
-def _tensor(values, name: str, where) -> torch.Tensor:
-    if values is None:
-        raise CheckpointError(f"{where}: checkpoint lacks normalisation '{name}'")
-    return torch.as_tensor(values, dtype=torch.float32)
-
-
-@dataclass
-class Normalizer:
-    """Per-dimension standardisation: ``z = (x - mean) / std``."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    @classmethod
-    def fit(cls, x: torch.Tensor, min_std: float = 1e-6) -> "Normalizer":
-        std = x.std(dim=0)
-        std = torch.where(std < min_std, torch.ones_like(std), std)  # constant dims (e.g. tongueOut)
-        return cls(x.mean(dim=0), std)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.std + self.mean
-
-    def to_dict(self, prefix: str) -> dict:
-        return {f"{prefix}_mean": self.mean.tolist(), f"{prefix}_std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict, prefix: str, where) -> "Normalizer":
-        return cls(_tensor(data.get(f"{prefix}_mean"), f"{prefix}_mean", where), _tensor(data.get(f"{prefix}_std"), f"{prefix}_std", where))
 
 
 class CoefficientGenerator(torch.nn.Module):
@@ -65,7 +31,7 @@ class CoefficientGenerator(torch.nn.Module):
         self.denoiser = denoiser.eval()
         self.scheduler_config = DDPMSchedulerConfig.from_dict(config.scheduler)
         self.target_norm = Normalizer.from_dict(config.normalization, "target", where)
-        self.cond_norm = Normalizer.from_dict(config.normalization, "cond", where)
+        self.cond_norm = ConditionNormalizer.from_dict(config.normalization, where)
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, network: str, face_model_info: Optional[dict] = None,
@@ -140,7 +106,7 @@ class ShapeRanker(torch.nn.Module):
         self.config = config
         self.net = net.eval()
         self.register_buffer("vertex_ids", vertex_ids.long())
-        self.cond_norm = Normalizer.from_dict(config.normalization, "cond", where)
+        self.cond_norm = ConditionNormalizer.from_dict(config.normalization, where)
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, face_model_info: Optional[dict] = None,

@@ -1,4 +1,6 @@
-"""Training of IdGen, ExpGen (diffusion, L1 on the noise) and IdRank (ListNet over IdGen samples).
+"""Training of IdGen, ExpGen (diffusion on the noise) and IdRank (ListNet over IdGen samples).
+
+Diffusion loss: L1 on the noise (the paper's); ``mse`` is selectable.
 
 Data: a folder written by ``ofer synth train`` (or any folder of shards with the fields
 ``shape``, ``expression`` [, ``jaw``], ``arcface``, ``appearance`` and a manifest naming the face
@@ -20,9 +22,13 @@ from ..diffusion import DDPMScheduler, DDPMSchedulerConfig
 from ..errors import CheckpointError, InputError
 from ..facemodels import load_face_model
 from ..networks import Denoiser, DenoiserConfig, IdRank, IdRankConfig, candidate_errors, listnet_loss
-from ..pipeline.generator import CoefficientGenerator, Normalizer, rank_vertex_subset
+from ..pipeline.generator import CoefficientGenerator, rank_vertex_subset
+from ..pipeline.normalization import ConditionNormalizer, Normalizer
 from .checkpoint import RunConfig, network_dir
 from .loop import LoopSettings, run_epochs
+
+
+DIFFUSION_LOSSES = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss}
 
 
 @dataclass
@@ -47,6 +53,10 @@ class TrainOptions:
     rank_vertices: int = 512
     rank_widths: list[int] = field(default_factory=lambda: [1024, 256, 64])
     tau: float = 1.0
+    # render-domain directions projected out of the identity embedding (see pipeline.normalization)
+    domain_directions: int = 2
+    # diffusion loss on the noise: "l1" (the paper's) or "mse"
+    loss: str = "l1"
 
 
 def training_columns(data: Path, fields: list[str]) -> tuple[Manifest, dict[str, torch.Tensor]]:
@@ -68,7 +78,8 @@ def _data_record(options: TrainOptions, manifest: Manifest) -> dict:
 
 def _training_record(options: TrainOptions) -> dict:
     return {"epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr, "seed": options.seed,
-            "weight_decay": options.weight_decay}
+            "weight_decay": options.weight_decay, "domain_directions": options.domain_directions,
+            "loss": options.loss}
 
 
 def diffusion_task(network: str, manifest: Manifest, columns: dict[str, torch.Tensor]):
@@ -83,16 +94,18 @@ def diffusion_task(network: str, manifest: Manifest, columns: dict[str, torch.Te
 
 def train_diffusion(network: str, options: TrainOptions) -> list[dict]:
     """Train IdGen (shape | ArcFace) or ExpGen (expression [+ jaw] | ArcFace || appearance)."""
+    if options.loss not in DIFFUSION_LOSSES:
+        raise ValueError(f"loss must be one of {sorted(DIFFUSION_LOSSES)}, got {options.loss!r}")
     fields = ["shape", "arcface"] if network == "idgen" else ["expression", "arcface", "appearance"]
     manifest = Manifest.load(options.data)
     if network == "expgen" and manifest.face_model.get("jaw_dim", 0) > 0:
         fields.append("jaw")
     manifest, columns = training_columns(options.data, fields)
     target, cond, roles = diffusion_task(network, manifest, columns)
-    target_norm, cond_norm = Normalizer.fit(target), Normalizer.fit(cond)
+    target_norm = Normalizer.fit(target)
+    cond_norm = ConditionNormalizer.fit(cond, columns["arcface"].shape[1], options.domain_directions)
     widths = options.widths
-    net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1],
-                                widths=[target.shape[1], *widths[1:]] if widths else None)
+    net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1], widths=widths)
     scheduler_config = DDPMSchedulerConfig()
     config = RunConfig(
         network=network,
@@ -100,7 +113,7 @@ def train_diffusion(network: str, options: TrainOptions) -> list[dict]:
         encoders=_encoders(manifest, roles),
         net=net_config.to_dict(),
         scheduler=scheduler_config.to_dict(),
-        normalization={**target_norm.to_dict("target"), **cond_norm.to_dict("cond")},
+        normalization={**target_norm.to_dict("target"), **cond_norm.to_dict()},
         data=_data_record(options, manifest),
         training=_training_record(options),
     )
@@ -110,13 +123,14 @@ def train_diffusion(network: str, options: TrainOptions) -> list[dict]:
     scheduler = DDPMScheduler(scheduler_config)
     z_target, z_cond = target_norm(target), cond_norm(cond)
     T = scheduler_config.num_train_timesteps
+    loss_fn = DIFFUSION_LOSSES[options.loss]
 
     def step(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x0, c = z_target[indices], z_cond[indices]
         noise = torch.randn(x0.shape, generator=generator)
         t = torch.randint(0, T, (len(indices),), generator=generator)
         x_t = scheduler.add_noise(x0, noise, t)
-        return torch.nn.functional.l1_loss(model(x_t, t, c), noise)
+        return loss_fn(model(x_t, t, c), noise)
 
     settings = LoopSettings(options.epochs, options.batch_size, options.seed, options.resume, options.progress)
     return run_epochs(network_dir(options.run, network), config, model, optimizer, len(target), step, settings)
@@ -176,14 +190,14 @@ def train_idrank(options: TrainOptions) -> list[dict]:
         raise CheckpointError(f"{options.run}: train idgen first (no {network_dir(options.run, 'idgen') / 'last.pt'})")
     data = build_rank_candidates(options, folder)
     candidates, errors, cond = data["candidates"].float(), data["errors"], data["cond"]
-    cond_norm = Normalizer.fit(cond)
+    cond_norm = ConditionNormalizer.fit(cond, manifest.encoders["identity"]["dim"], options.domain_directions)
     net_config = IdRankConfig(num_vertices=candidates.shape[2], cond_dim=cond.shape[1], widths=list(options.rank_widths))
     config = RunConfig(
         network="idrank",
         face_model=manifest.face_model,
         encoders=_encoders(manifest, ("identity", "appearance")),
         net=net_config.to_dict(),
-        normalization=cond_norm.to_dict("cond"),
+        normalization=cond_norm.to_dict(),
         data=_data_record(options, manifest),
         training={**_training_record(options), "tau": options.tau},
         extra={"vertex_ids": data["vertex_ids"].tolist(), "candidates": options.candidates,
@@ -208,14 +222,15 @@ def train_regressor(options: TrainOptions) -> list[dict]:
 
     manifest, columns = training_columns(options.data, ["shape", "arcface"])
     target, cond = columns["shape"], columns["arcface"]
-    target_norm, cond_norm = Normalizer.fit(target), Normalizer.fit(cond)
+    target_norm = Normalizer.fit(target)
+    cond_norm = ConditionNormalizer.fit(cond, cond.shape[1], options.domain_directions)
     net_config = RegressorConfig(input_dim=cond.shape[1], output_dim=target.shape[1])
     config = RunConfig(
         network=NETWORK,
         face_model=manifest.face_model,
         encoders=_encoders(manifest, ("identity",)),
         net=net_config.to_dict(),
-        normalization={**target_norm.to_dict("target"), **cond_norm.to_dict("cond")},
+        normalization={**target_norm.to_dict("target"), **cond_norm.to_dict()},
         data=_data_record(options, manifest),
         training=_training_record(options),
     )

@@ -1,0 +1,123 @@
+"""Normalisation of network inputs and outputs, saved with every checkpoint.
+
+``Normalizer`` standardises each dimension. ``ConditionNormalizer`` prepares a condition vector
+(identity embedding first, then any appearance features): it first removes the *render-domain
+directions* from the identity embedding, then standardises.
+
+Why the projection: ArcFace embeddings of synthetic renders share a strong common component (two
+different renders have cosine 0.36 on average, real photos of different people 0.03), so after
+standardising with render statistics a real photo lies far outside the training distribution.
+The top right-singular directions of the (uncentred) training embeddings carry that component;
+projecting them out of every embedding, render or photo, and re-normalising to unit length needs
+no photo at training time and no domain label at test time (benchmarks/bench_domain_gap.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import CheckpointError
+
+
+def _tensor(values, name: str, where) -> torch.Tensor:
+    if values is None:
+        raise CheckpointError(f"{where}: checkpoint lacks normalisation '{name}'")
+    return torch.as_tensor(values, dtype=torch.float32)
+
+
+@dataclass
+class Normalizer:
+    """Per-dimension standardisation: ``z = (x - mean) / std``."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, min_std: float = 1e-6) -> "Normalizer":
+        std = x.std(dim=0)
+        std = torch.where(std < min_std, torch.ones_like(std), std)  # constant dims (e.g. tongueOut)
+        return cls(x.mean(dim=0), std)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std + self.mean
+
+    def to_dict(self, prefix: str) -> dict:
+        return {f"{prefix}_mean": self.mean.tolist(), f"{prefix}_std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict, prefix: str, where) -> "Normalizer":
+        return cls(_tensor(data.get(f"{prefix}_mean"), f"{prefix}_mean", where),
+                   _tensor(data.get(f"{prefix}_std"), f"{prefix}_std", where))
+
+
+def domain_directions(embeddings: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` leading right-singular vectors of uncentred embeddings (N, D) -> (count, D)."""
+    if count <= 0:
+        return torch.zeros(0, embeddings.shape[1])
+    _, _, vh = torch.linalg.svd(embeddings.double(), full_matrices=False)
+    directions = vh[:count]
+    # fix the sign so that the result does not depend on the LAPACK build
+    signs = torch.sign(directions @ embeddings.double().mean(0))
+    return (directions * torch.where(signs == 0, torch.ones_like(signs), signs)[:, None]).float()
+
+
+def remove_directions(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Project orthonormal ``directions`` (K, D) out of ``x`` (..., D) and re-normalise to unit length.
+
+    All-zero rows (no face found) stay zero.
+    """
+    if directions.numel() == 0:
+        return x
+    x = x - (x @ directions.T) @ directions
+    norm = x.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 1e-8, x / norm.clamp_min(1e-8), torch.zeros_like(x))
+
+
+@dataclass
+class ConditionNormalizer:
+    """Condition preprocessing: render-domain projection of the identity part, then standardisation.
+
+    Attributes:
+        norm: per-dimension standardisation of the projected condition (C,).
+        directions: (K, identity_dim) orthonormal render-domain directions; K = 0 disables.
+        identity_dim: how many leading condition dimensions are the identity embedding.
+    """
+
+    norm: Normalizer
+    directions: torch.Tensor
+    identity_dim: int
+
+    @classmethod
+    def fit(cls, cond: torch.Tensor, identity_dim: int, num_directions: int) -> "ConditionNormalizer":
+        directions = domain_directions(cond[:, :identity_dim], num_directions)
+        projected = cls(Normalizer(torch.zeros(1), torch.ones(1)), directions, identity_dim).project(cond)
+        return cls(Normalizer.fit(projected), directions, identity_dim)
+
+    def project(self, cond: torch.Tensor) -> torch.Tensor:
+        identity = remove_directions(cond[..., : self.identity_dim], self.directions)
+        return torch.cat([identity, cond[..., self.identity_dim :]], dim=-1)
+
+    def __call__(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.project(cond.float()))
+
+    def to_dict(self) -> dict:
+        return {**self.norm.to_dict("cond"), "cond_domain_directions": self.directions.tolist(),
+                "cond_identity_dim": self.identity_dim}
+
+    @classmethod
+    def from_dict(cls, data: dict, where) -> "ConditionNormalizer":
+        norm = Normalizer.from_dict(data, "cond", where)
+        directions: Optional[list] = data.get("cond_domain_directions")
+        if not directions:  # runs saved before the projection existed
+            return cls(norm, torch.zeros(0, len(norm.mean)), 0)
+        directions_t = _tensor(directions, "cond_domain_directions", where)
+        identity_dim = int(data.get("cond_identity_dim", directions_t.shape[1]))
+        if directions_t.ndim != 2 or directions_t.shape[1] != identity_dim or identity_dim > len(norm.mean):
+            raise CheckpointError(f"{where}: inconsistent condition normalisation (directions {tuple(directions_t.shape)})")
+        return cls(norm, directions_t, identity_dim)
