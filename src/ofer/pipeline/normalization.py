@@ -79,6 +79,12 @@ def remove_directions(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor
     return torch.where(norm > 1e-8, x / norm.clamp_min(1e-8), torch.zeros_like(x))
 
 
+def _project_identity(cond: torch.Tensor, directions: torch.Tensor, identity_dim: int) -> torch.Tensor:
+    """Remove ``directions`` from the leading ``identity_dim`` entries of ``cond`` (..., C); the rest is kept."""
+    identity = remove_directions(cond[..., :identity_dim], directions)
+    return torch.cat([identity, cond[..., identity_dim:]], dim=-1)
+
+
 @dataclass
 class ConditionNormalizer:
     """Condition preprocessing: render-domain projection of the identity part, then standardisation.
@@ -96,12 +102,10 @@ class ConditionNormalizer:
     @classmethod
     def fit(cls, cond: torch.Tensor, identity_dim: int, num_directions: int) -> "ConditionNormalizer":
         directions = domain_directions(cond[:, :identity_dim], num_directions)
-        projected = cls(Normalizer(torch.zeros(1), torch.ones(1)), directions, identity_dim).project(cond)
-        return cls(Normalizer.fit(projected), directions, identity_dim)
+        return cls(Normalizer.fit(_project_identity(cond, directions, identity_dim)), directions, identity_dim)
 
     def project(self, cond: torch.Tensor) -> torch.Tensor:
-        identity = remove_directions(cond[..., : self.identity_dim], self.directions)
-        return torch.cat([identity, cond[..., self.identity_dim :]], dim=-1)
+        return _project_identity(cond, self.directions, self.identity_dim)
 
     def __call__(self, cond: torch.Tensor) -> torch.Tensor:
         return self.norm(self.project(cond.float()))

@@ -72,6 +72,12 @@ def _encoders(manifest: Manifest, roles: tuple[str, ...]) -> dict:
     return {r: manifest.encoders[r] for r in roles}
 
 
+def _condition_normalizer(cond: torch.Tensor, manifest: Manifest, options: TrainOptions) -> ConditionNormalizer:
+    """Fit the condition normalisation; every condition starts with the identity embedding."""
+    identity_dim = _encoders(manifest, ("identity",))["identity"]["dim"]
+    return ConditionNormalizer.fit(cond, identity_dim, options.domain_directions)
+
+
 def _data_record(options: TrainOptions, manifest: Manifest) -> dict:
     return {"path": str(options.data), "checksum": manifest.dataset_checksum(), "num_samples": manifest.num_samples}
 
@@ -103,9 +109,8 @@ def train_diffusion(network: str, options: TrainOptions) -> list[dict]:
     manifest, columns = training_columns(options.data, fields)
     target, cond, roles = diffusion_task(network, manifest, columns)
     target_norm = Normalizer.fit(target)
-    cond_norm = ConditionNormalizer.fit(cond, columns["arcface"].shape[1], options.domain_directions)
-    widths = options.widths
-    net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1], widths=widths)
+    cond_norm = _condition_normalizer(cond, manifest, options)
+    net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1], widths=options.widths)
     scheduler_config = DDPMSchedulerConfig()
     config = RunConfig(
         network=network,
@@ -190,7 +195,7 @@ def train_idrank(options: TrainOptions) -> list[dict]:
         raise CheckpointError(f"{options.run}: train idgen first (no {network_dir(options.run, 'idgen') / 'last.pt'})")
     data = build_rank_candidates(options, folder)
     candidates, errors, cond = data["candidates"].float(), data["errors"], data["cond"]
-    cond_norm = ConditionNormalizer.fit(cond, manifest.encoders["identity"]["dim"], options.domain_directions)
+    cond_norm = _condition_normalizer(cond, manifest, options)
     net_config = IdRankConfig(num_vertices=candidates.shape[2], cond_dim=cond.shape[1], widths=list(options.rank_widths))
     config = RunConfig(
         network="idrank",
@@ -223,7 +228,7 @@ def train_regressor(options: TrainOptions) -> list[dict]:
     manifest, columns = training_columns(options.data, ["shape", "arcface"])
     target, cond = columns["shape"], columns["arcface"]
     target_norm = Normalizer.fit(target)
-    cond_norm = ConditionNormalizer.fit(cond, cond.shape[1], options.domain_directions)
+    cond_norm = _condition_normalizer(cond, manifest, options)
     net_config = RegressorConfig(input_dim=cond.shape[1], output_dim=target.shape[1])
     config = RunConfig(
         network=NETWORK,
