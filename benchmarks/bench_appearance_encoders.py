@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--save", metavar="NPZ", help="also save the targets and every embedding")
     args = parser.parse_args()
     os.environ.setdefault("OFER_CACHE_DIR", "/tmp/ofer-cache-frontend")
-    from ofer.frontend.appearance import get_appearance_encoder
+    from ofer.frontend.encoders import DinoV2Encoder, MediaPipeExpressionEncoder, get_encoder
 
     t = time.perf_counter()
     model, images, expr, lmk = render_set(args.n, args.seed)
@@ -177,23 +177,23 @@ def main() -> None:
     embeddings: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, float] = {}
     for key in args.encoders.split(","):
-        encoder = get_appearance_encoder(key)
+        encoder = get_encoder(key)
         encoder.embed(crops[:2])  # load
         t = time.perf_counter()
-        if key == "dinov2":  # one pass over the tokens gives the variants
+        if isinstance(encoder, DinoV2Encoder):  # one pass over the tokens gives the variants
             tokens = {cond: encoder.tokens(c) for cond, c in sets.items()}
             embeddings[encoder.name] = {c: np.concatenate([v[:, 0], v[:, 1:].mean(1)], 1) for c, v in tokens.items()}
         else:
             embeddings[encoder.name] = {cond: encoder.embed(c) for cond, c in sets.items()}
         timing[encoder.name] = (time.perf_counter() - t) / (3 * args.n) * 1000
-        if key == "mediapipe":
+        if isinstance(encoder, MediaPipeExpressionEncoder):
             e = embeddings[encoder.name]
             print("MediaPipe found a face: " + ", ".join(f"{c} {e[c][:, -1].mean() * 100:.0f}%" for c in e))
             embeddings["  mediapipe blendshapes only (52+flag)"] = {
                 c: v[:, list(range(52)) + [259]] for c, v in e.items()
             }
             timing["  mediapipe blendshapes only (52+flag)"] = timing[encoder.name]
-        if key == "dinov2":
+        if isinstance(encoder, DinoV2Encoder):
             embeddings["  dinov2 class token only"] = {c: v[:, 0] for c, v in tokens.items()}
             embeddings["  dinov2 patch tokens, 4x4 grid"] = {
                 c: v[:, 1:].reshape(-1, 4, 4, 4, 4, 384).mean((2, 4)).reshape(len(v), -1) for c, v in tokens.items()
@@ -201,10 +201,11 @@ def main() -> None:
             for name in ("  dinov2 class token only", "  dinov2 patch tokens, 4x4 grid"):
                 timing[name] = timing[encoder.name]
             del tokens
-    if "mediapipe-blendshapes-landmarks" in embeddings and "dinov2-vits14-imgfocus" in embeddings:
-        a, b = embeddings["mediapipe-blendshapes-landmarks"], embeddings["dinov2-vits14-imgfocus"]
+    mediapipe, dinov2 = MediaPipeExpressionEncoder.name, DinoV2Encoder.name
+    if mediapipe in embeddings and dinov2 in embeddings:
+        a, b = embeddings[mediapipe], embeddings[dinov2]
         embeddings["  mediapipe + dinov2"] = {c: np.concatenate([a[c], b[c]], 1) for c in a}
-        timing["  mediapipe + dinov2"] = timing["mediapipe-blendshapes-landmarks"] + timing["dinov2-vits14-imgfocus"]
+        timing["  mediapipe + dinov2"] = timing[mediapipe] + timing[dinov2]
 
     if args.save:
         np.savez(

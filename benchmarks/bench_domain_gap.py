@@ -9,7 +9,7 @@ Every face the detector finds in the photos is embedded. Printed per encoder:
 - the median squared norm of the standardised embedding (standardised with render statistics,
   as the networks see it; renders give about the dimension, 512 for ArcFace): how far outside
   the training distribution a photo lands;
-- the same after the mitigation the networks use (``pipeline.normalization``): the leading
+- the same after the mitigation the networks use (``networks.normalization``): the leading
   render-domain directions, fitted on *other* renders only (the training set), are projected out
   of render and photo embeddings alike, then re-normalised. No photo is needed to fit it;
 - for reference, per-domain centring (each domain's own mean removed, test folds included: an
@@ -25,19 +25,19 @@ import numpy as np
 import torch
 
 from ofer.data.shards import ShardDataset
-from ofer.frontend import align_arcface, crop_appearance, get_frontend, load_image
-from ofer.pipeline.normalization import domain_directions, remove_directions
+from ofer.frontend import get_frontend, load_image
+from ofer.networks.normalization import domain_directions, remove_directions
 
 
-def photo_embeddings(paths) -> tuple[np.ndarray, np.ndarray]:
-    frontend = get_frontend()
-    arc, app = [], []
+def photo_embeddings(paths, encoders: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Identity (F, Di) and appearance (F, Da) embeddings of every face found in the photos."""
+    frontend = get_frontend(encoders)
+    faces = []
     for path in paths:
         image = load_image(path)
-        for det in frontend.detector.detect(image):
-            arc.append(frontend.arcface.embed(align_arcface(image, det.keypoints)[None])[0])
-            app.append(frontend.appearance.embed(crop_appearance(image, det.box)[None])[0])
-    return np.array(arc), np.array(app)
+        faces.extend(frontend.face(image, det) for det in frontend.detect([image])[0])
+    emb = frontend.embed(faces)
+    return emb.identity, emb.appearance
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=500)
     parser.add_argument("--directions", type=int, default=2, help="render-domain directions projected out")
     args = parser.parse_args()
-    data = ShardDataset(args.data).arrays(["arcface", "appearance"])
+    dataset = ShardDataset(args.data)
+    data = dataset.arrays(["arcface", "appearance"])
     if args.test:
         test = ShardDataset(args.test).arrays(["arcface", "appearance"])
         test = {k: v[: args.renders] for k, v in test.items()}
@@ -105,7 +106,7 @@ def main() -> None:
     else:
         test = {k: v[-args.renders :] for k, v in data.items()}
         train = {k: v[: -args.renders] for k, v in data.items()}
-    arc, app = photo_embeddings(args.photos)
+    arc, app = photo_embeddings(args.photos, dataset.manifest.encoders or None)  # the encoders of the renders
     photos = {"arcface": arc, "appearance": app}
     print(f"{len(test['arcface'])} renders, {len(arc)} faces in {len(args.photos)} photos")
     for name in ("arcface", "appearance"):

@@ -21,14 +21,16 @@ import torch
 
 from ofer.data.shards import ShardDataset
 from ofer.data.synth import unpack_bits
-from ofer.facemodels import load_face_model
-from ofer.pipeline.generator import CoefficientGenerator
+from ofer.facemodels import load_face_model_from_record
+from ofer.methods.ofer.generator import CoefficientGenerator
+from ofer.runs import load_checkpoint, network_dir
 
 
-def visible_rms(model, shape: torch.Tensor, expression: torch.Tensor, truth: torch.Tensor, visible: np.ndarray) -> np.ndarray:
-    """(B,) RMS distance (mm) of the meshes (shape, expression) to ``truth`` (B, V, 3 mm) on visible vertices."""
+def visible_rms(model, shape: torch.Tensor, expression: torch.Tensor, truth: torch.Tensor, visible: np.ndarray,
+                pose: torch.Tensor | None = None) -> np.ndarray:
+    """(B,) RMS distance (mm) of the meshes (shape, expression, pose) to ``truth`` (B, V, 3 mm) on visible vertices."""
     with torch.no_grad():
-        d2 = ((model(shape, expression).vertices * 1000 - truth) ** 2).sum(-1).numpy()
+        d2 = ((model(shape, expression, pose).vertices * 1000 - truth) ** 2).sum(-1).numpy()
     return np.array([np.sqrt(d2[i][visible[i]].mean()) for i in range(len(d2))])
 
 
@@ -55,9 +57,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
-    expgen = CoefficientGenerator.from_checkpoint(args.checkpoints / "expgen", "expgen")
-    idgen = CoefficientGenerator.from_checkpoint(args.checkpoints / "idgen", "idgen")
-    model = load_face_model(expgen.config.face_model["spec"])
+    expgen = CoefficientGenerator.from_checkpoint(load_checkpoint(network_dir(args.checkpoints, "expgen"), "expgen"))
+    idgen = CoefficientGenerator.from_checkpoint(load_checkpoint(network_dir(args.checkpoints, "idgen"), "idgen"))
+    model = load_face_model_from_record(expgen.config.face_model)
     data = ShardDataset(args.data).arrays(["expression", "shape", "arcface", "appearance", "unoccluded"])
     n, m = min(args.images, len(data["shape"])), args.samples
     shape = torch.from_numpy(data["shape"][:n]).float()
@@ -69,12 +71,17 @@ def main() -> None:
         truth = model(shape, truth_expr).vertices * 1000
 
     samples = expgen.sample(cond, m, generator=torch.Generator().manual_seed(0))
-    samples = model.clamp_coefficients(shape, samples.reshape(n * m, -1))[1].view(n, m, -1)
-    errors = np.stack([visible_rms(model, shape, samples[:, j], truth, visible) for j in range(m)], 1)
+    samples = model.clamp_expression(samples.reshape(n * m, -1)).view(n, m, -1)  # (n, m, code_dim)
+
+    def code_rms(code: torch.Tensor) -> np.ndarray:
+        expression, pose = model.split_code(code)
+        return visible_rms(model, shape, expression, truth, visible, pose)
+
+    errors = np.stack([code_rms(samples[:, j]) for j in range(m)], 1)
     rows = [
         (f"ExpGen average hypothesis (SE, M={m})", errors.mean()),
         (f"ExpGen best of {m} (CSE)", errors.min(1).mean()),
-        ("ExpGen mean of the hypotheses", visible_rms(model, shape, samples.mean(1), truth, visible).mean()),
+        ("ExpGen mean of the hypotheses", code_rms(samples.mean(1)).mean()),
         ("neutral expression", visible_rms(model, shape, torch.zeros_like(truth_expr), truth, visible).mean()),
         ("random prior expression", visible_rms(model, shape, model.sample_prior(
             n, torch.Generator().manual_seed(2), expression=True).expression, truth, visible).mean()),

@@ -1,4 +1,4 @@
-"""Face-model timings: cold conversion and warm load of the default head, forward passes.
+"""Face-model timings: cold conversion and warm load of the default head, fingerprint, forward passes.
 
 Usage: python benchmarks/bench_facemodels.py [--repeats 5]
 """
@@ -42,6 +42,10 @@ def main() -> None:
         print(f"default head: later loads, fresh process incl. import  median {statistics.median(warm):.3f} s")
         print(f"default head: load_face_model('default') in a warm process {in_process * 1000:.1f} ms")
         print(f"ratio first/later load: {cold / statistics.median(warm):.1f}x")
+        t = time.perf_counter()
+        fingerprint = model.fingerprint()
+        ms = (time.perf_counter() - t) * 1000
+        print(f"default head: fingerprint {fingerprint[:12]} in {ms:.1f} ms (once per load)")
         for batch in (1, 100):
             sample = model.sample_prior(batch, torch.Generator().manual_seed(0), expression=True)
             with torch.no_grad():

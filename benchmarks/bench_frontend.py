@@ -34,10 +34,11 @@ def main() -> None:
     from ofer.frontend import (
         align_arcface,
         crop_appearance,
-        default_arcface,
         default_detector,
+        default_encoder,
         default_landmarker,
-        get_appearance_encoder,
+        get_encoder,
+        get_frontend,
         load_image,
         main_face,
     )
@@ -70,7 +71,7 @@ def main() -> None:
     arc_crops = np.stack([align_arcface(im, d.keypoints) for im, d in faces])
     app_crops = np.stack([crop_appearance(im, d.box) for im, d in faces])
 
-    arcface = default_arcface()
+    arcface = default_encoder("identity")
     t = time.perf_counter()
     arcface.embed(arc_crops[:1])
     cold_arc = time.perf_counter() - t
@@ -102,7 +103,7 @@ def main() -> None:
     print(f"  ArcFace, one at a time           {arc_single * 1000:7.1f} ms")
     print(f"  MediaPipe landmarker on the crop {mp_crop * 1000:7.1f} ms")
     for key in args.encoders.split(","):
-        encoder = get_appearance_encoder(key)
+        encoder = get_encoder(key)
         t = time.perf_counter()
         encoder.embed(app_crops[:1])
         cold = time.perf_counter() - t
@@ -110,14 +111,12 @@ def main() -> None:
         print(
             f"  appearance {encoder.name:32s} {per_face * 1000:7.1f} ms   (dim {encoder.dim}; first call incl. load: {cold * 1000:.0f} ms)"
         )
-    total = (
-        batch * len(images) / len(faces)
-        + align
-        + crop
-        + arc_batch
-        + timed(lambda: get_appearance_encoder().embed(app_crops), 1) / len(faces)
-    )
-    print(f"\nfull pipeline per photo (detect_batch + crops + ArcFace + default appearance): {total * 1000:.0f} ms")
+    frontend = get_frontend()
+    main = [frontend.face(im, d) for im, d in faces]
+    embed = timed(lambda: frontend.embed(main), args.repeats) / len(faces)
+    print(f"  FrontEnd.embed, both encoders    {embed * 1000:7.1f} ms   (one crop at a time)")
+    total = batch * len(images) / len(faces) + align + crop + embed
+    print(f"\nfull pipeline per photo (detect_batch + crops + FrontEnd.embed, default encoders): {total * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ofer.data.shards import ShardDataset
-from ofer.facemodels import load_face_model
-from ofer.pipeline.generator import CoefficientGenerator
-from ofer.training.checkpoint import network_dir
+from ofer.facemodels import load_face_model_from_record
+from ofer.methods.ofer.generator import CoefficientGenerator
+from ofer.runs import load_checkpoint, network_dir
 
 
 def front_vertices_mm(model, shapes: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ def evaluate(generator, model, arcface, gt_front, sampler, steps, samples, seed)
     shapes = generator.sample(arcface, samples, sampler, steps, rng)  # (B, N, S)
     seconds = (time.perf_counter() - started) / len(arcface)
     B, N, S = shapes.shape
-    shapes = model.clamp_coefficients(shapes.reshape(B * N, S), torch.zeros(0))[0]
+    shapes = model.clamp_shape(shapes.reshape(B * N, S))
     front = front_vertices_mm(model, shapes).view(B, N, -1, 3)
     errors = ((front - gt_front[:, None]) ** 2).sum(-1).mean(-1).sqrt()  # (B, N)
     spread = ((front - front.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).sqrt().mean(1)
@@ -52,8 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     data = ShardDataset(args.data).arrays(["shape", "arcface"])
     count = min(args.images, len(data["shape"]))
-    gen = CoefficientGenerator.from_checkpoint(network_dir(args.checkpoints, "idgen"), "idgen")
-    model = load_face_model(gen.config.face_model["spec"])
+    gen = CoefficientGenerator.from_checkpoint(load_checkpoint(network_dir(args.checkpoints, "idgen"), "idgen"))
+    model = load_face_model_from_record(gen.config.face_model)
     arcface = torch.from_numpy(data["arcface"][:count])
     gt_front = front_vertices_mm(model, torch.from_numpy(data["shape"][:count]))
     rows = {("ddpm", 1000): evaluate(gen, model, arcface, gt_front, "ddpm", None, args.samples, args.seed)}

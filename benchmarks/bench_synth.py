@@ -1,6 +1,6 @@
 """Synthetic data engine throughput: rendering, occlusion, degradation, encoders, and whole shards.
 
-Usage: python benchmarks/bench_synth.py [--n 64] [--model default]
+Usage: python benchmarks/bench_synth.py [--n 64] [--model default] [--appearance NAME]
 Prints samples per second per stage (one process) and the projected time for 10,000 samples.
 """
 
@@ -14,15 +14,18 @@ import torch
 
 from ofer.data.backgrounds import sample_background
 from ofer.data.occluders import occlude_face
-from ofer.data.synth import SampleMaker, SynthConfig, degrade
+from ofer.data.recipe import SynthConfig
+from ofer.data.sample import SampleMaker, degrade
+from ofer.data.synth import synth_encoders
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--appearance", default=None, help="appearance encoder (default: the front end's)")
     args = parser.parse_args()
-    maker = SampleMaker(args.model, SynthConfig())
+    maker = SampleMaker(args.model, SynthConfig(), encoders=synth_encoders(args.appearance))
     maker.make_shard(0, 4, 0)  # warm up every model
     n, cfg = args.n, maker.config
     timings = {}
@@ -47,23 +50,23 @@ def main() -> None:
     t = time.perf_counter()
     located = maker.locate(images, [lmk for _, lmk in pictures])
     timings["detector (SCRFD)"] = time.perf_counter() - t
-    from ofer.frontend import align_arcface, crop_appearance
-
-    arc = np.stack([align_arcface(im, k) for im, (k, _, _) in zip(images, located)])
-    app = np.stack([crop_appearance(im, b) for im, (_, b, _) in zip(images, located)])
+    identity, appearance = maker.frontend.identity, maker.frontend.appearance
+    arc = np.stack([identity.crop(im, det) for im, (det, _) in zip(images, located)])
+    app = np.stack([appearance.crop(im, det) for im, (det, _) in zip(images, located)])
     t = time.perf_counter()
-    maker.frontend.arcface.embed(arc)
-    timings["ArcFace"] = time.perf_counter() - t
+    identity.embed(arc)
+    timings[f"identity ({identity.name})"] = time.perf_counter() - t
     t = time.perf_counter()
-    maker.frontend.appearance.embed(app)
-    timings["appearance (MediaPipe)"] = time.perf_counter() - t
+    appearance.embed(app)
+    timings[f"appearance ({appearance.name})"] = time.perf_counter() - t
     t = time.perf_counter()
     maker.make_shard(100, n, 9)
     whole = time.perf_counter() - t
     print(f"{n} samples, image {cfg.image_size}px, torch threads {torch.get_num_threads()}")
     for stage, seconds in timings.items():
-        print(f"  {stage:32s} {n / seconds:8.1f} samples/s  ({1000 * seconds / n:6.1f} ms/sample)")
-    print(f"  {'whole shard (occluded + clean embeddings)':32s} {n / whole:8.1f} samples/s  ({1000 * whole / n:6.1f} ms/sample)")
+        print(f"  {stage:46s} {n / seconds:8.1f} samples/s  ({1000 * seconds / n:6.1f} ms/sample)")
+    label = "whole shard (occluded + clean embeddings)"
+    print(f"  {label:46s} {n / whole:8.1f} samples/s  ({1000 * whole / n:6.1f} ms/sample)")
     print(f"projected 10,000 samples, one process: {10000 * whole / n / 60:.1f} min")
 
 

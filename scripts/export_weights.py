@@ -1,28 +1,47 @@
 """Copy a training run's networks into a shippable folder: weights in float16, no optimiser state.
 
-Usage: python scripts/export_weights.py RUN OUT   (OUT gets idgen/, idrank/, expgen/ with last.pt + config.json)
+Usage: python scripts/export_weights.py RUN OUT [--restamp]
+
+OUT gets idgen/, idrank/, expgen/ with last.pt + config.json. ``--restamp`` replaces each config's
+face-model record by the current one of the same face model (same spec and dimensions) — used once
+to add the fingerprint to weights trained before checkpoints carried one; the weights are unchanged.
 """
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
-import torch
+from ofer.facemodels import load_face_model_from_record
+from ofer.runs import CONFIG_FILE, FACE_MODEL_KEYS, load_checkpoint, save_checkpoint
 
-from ofer.training.checkpoint import NETWORKS, CONFIG_FILE, RunConfig, load_checkpoint, save_checkpoint
+NETWORKS = ("idgen", "idrank", "expgen")  # the regressor baseline is not shipped
 
 
-def export(run: Path, out: Path) -> None:
-    for network in NETWORKS:  # the regressor baseline is not shipped
-        config, payload = load_checkpoint(run / network, network)
+def export(run: Path, out: Path, restamp: bool = False) -> None:
+    for network in NETWORKS:
+        checkpoint = load_checkpoint(run / network, network)
+        config, payload = checkpoint.config, checkpoint.payload
+        if restamp:
+            info = load_face_model_from_record(config.face_model).info().to_dict()
+            if any(info.get(k) != config.face_model.get(k) for k in FACE_MODEL_KEYS):
+                raise SystemExit(f"{checkpoint.path}: face model dimensions differ from {info['spec']!r}; not restamped")
+            config = config.replace(face_model=info)
         weights = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
         target = out / network
+        if target.resolve() == checkpoint.folder.resolve():
+            raise SystemExit("OUT must differ from RUN")
         target.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(target, RunConfig.from_dict(config.to_dict()), {"model": weights, "epoch": payload["epoch"]})
-        shutil.copy(run / network / "log.jsonl", target / "log.jsonl") if (run / network / "log.jsonl").is_file() else None
+        save_checkpoint(target, config, {"model": weights, "epoch": payload["epoch"]})
+        if (run / network / "log.jsonl").is_file():
+            shutil.copy(run / network / "log.jsonl", target / "log.jsonl")
         size = (target / "last.pt").stat().st_size / 2**20
         print(f"{network}: epoch {payload['epoch']}, {size:.1f} MiB -> {target / 'last.pt'} ({CONFIG_FILE} beside)")
 
 
 if __name__ == "__main__":
-    export(Path(sys.argv[1]), Path(sys.argv[2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--restamp", action="store_true")
+    args = parser.parse_args()
+    export(args.run, args.out, args.restamp)

@@ -20,12 +20,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from ofer.data.occluders import occlude
-from ofer.evaluation.metrics import apply_similarity, procrustes_similarity
-from ofer.facemodels.autolandmarks import MEDIAPIPE_TO_IBUG68
+from ofer.geometry import apply_similarity, umeyama
+from ofer.frontend.landmark_tables import MEDIAPIPE_TO_IBUG68
 from ofer.frontend import default_landmarker, load_image
-from ofer.pipeline.ofer import OFER, ReconstructionSettings
-from ofer.pipeline.outputs import render_views
-from ofer.weights import default_run
+from ofer.methods import OFER, ReconstructionSettings
+from ofer.methods.outputs import render_views
 
 
 def occluded_copy(image: np.ndarray, seed: int) -> np.ndarray:
@@ -44,7 +43,7 @@ def occluded_copy(image: np.ndarray, seed: int) -> np.ndarray:
 
 def aligned_rms_mm(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """RMS distance (mm) of face-region vertices after a similarity alignment of a onto b."""
-    s, r, t = procrustes_similarity(a[mask], b[mask])
+    s, r, t = umeyama(a[mask], b[mask])
     moved = apply_similarity(a[mask], s, r, t)
     return float(np.sqrt(((moved - b[mask]) ** 2).sum(-1).mean()) * 1000)
 
@@ -68,7 +67,7 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, default=None,
                         help="CSV with columns file,person (default: MANIFEST.csv beside the first photo, if any)")
     args = parser.parse_args()
-    pipe = OFER.from_checkpoints(args.checkpoints or default_run())
+    pipe = OFER.from_run(args.checkpoints)
     model = pipe.face_model
     mask = model.front_mask.numpy()
     settings = ReconstructionSettings(shapes=100, expressions=8, sampler="ddim", steps=50, seed=0)
@@ -76,7 +75,7 @@ def main() -> None:
     for k, path in enumerate(args.photos):
         clean = load_image(path)
         hidden = occluded_copy(clean, seed=k)
-        recs = pipe.reconstruct_batch([clean, hidden], settings, [path.stem, path.stem + "_occluded"])
+        recs = pipe.reconstruct([clean, hidden], settings, [path.stem, path.stem + "_occluded"])
         if any(isinstance(r, Exception) for r in recs):
             print(f"{path}: no face found, skipped")
             continue

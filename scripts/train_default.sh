@@ -11,19 +11,21 @@ ofer synth train --model default --n 10000 -o "$DATA/train10k" --seed 1 --worker
 ofer synth train --model default --n 256 -o "$DATA/heldout" --seed 99 --workers 2
 ofer synth protocol --model default -o "$DATA/co545" --workers 2
 
-# Denoiser widths 256 128 32 (the paper's [D, 50, 10] starves the output layer, see README "Results").
-# The render-domain projection of the ArcFace embedding (--domain-directions 2) is the default.
+# The shipped weights use denoiser widths 256 128 32 for both networks (the paper's defaults, IdGen
+# [S, 50, 10] and ExpGen [E, 25, 10], starve the output layer, see README "Results"), so they are
+# passed explicitly. The render-domain projection of the ArcFace embedding (--domain-directions 2) is
+# the default. IdRank's candidates are drawn as at inference (DDIM, 25 steps; recorded in its config).
 ofer train idgen  --data "$DATA/train10k" -o "$RUN" --epochs 150 --batch 256 --lr 1e-3 --seed 0 --widths 256 128 32 --quiet &
 ofer train expgen --data "$DATA/train10k" -o "$RUN" --epochs 150 --batch 256 --lr 1e-3 --seed 0 --widths 256 128 32 --quiet &
 wait
 ofer train idrank --data "$DATA/train10k" -o "$RUN" --epochs 40 --batch 16 --lr 3e-4 --seed 0 \
-    --candidates 32 --rank-images 2000 --rank-steps 25 --rank-vertices 512 --quiet &
-ofer train regressor --data "$DATA/train10k" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 --quiet &
+    --candidates 32 --rank-images 2000 --rank-sampler ddim --rank-steps 25 --rank-vertices 512 --quiet &
+ofer train regressor --data "$DATA/train10k" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 --widths 512 512 --quiet &
 wait
 
 python scripts/export_weights.py "$RUN" src/ofer/weights/default
 
-ofer eval co545 --data "$DATA/co545" --checkpoints "$RUN" -o reports/co545 --regressor "$RUN"
+ofer eval co545 --data "$DATA/co545" --checkpoints "$RUN" -o reports/co545 --method ofer --method prior --method regressor
 ofer eval rank  --data "$DATA/co545" --checkpoints "$RUN" -o reports/rank
 ofer eval shape --data "$DATA/co545" --checkpoints "$RUN" --limit 110
 python benchmarks/bench_samplers.py --checkpoints "$RUN" --data "$DATA/heldout"

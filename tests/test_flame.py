@@ -1,4 +1,4 @@
-"""FLAME backend: chumpy-free loading, blend shapes, LBS, extra files, errors.
+"""FLAME backend: chumpy-free loading, blend shapes, LBS, code layout, records, extra files, errors.
 
 The fixture pickles have the real FLAME structure and sizes (random but well-formed data) and,
 like the official files, reference ``chumpy.ch.Ch`` and ``scipy.sparse.csc.csc_matrix`` and
@@ -8,6 +8,7 @@ like the official files, reference ``chumpy.ch.Ch`` and ``scipy.sparse.csc.csc_m
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import pickle
@@ -22,9 +23,12 @@ import pytest
 import scipy.sparse
 import torch
 
+from ofer import load_face_model
 from ofer.errors import FaceModelError
-from ofer.facemodels.flame import JAW_SLICE, ChumpyStandIn, FLAMEModel, load_flame, to_array
-from ofer.facemodels.lbs import batch_rodrigues
+from ofer.facemodels import load_face_model_from_record
+from ofer.facemodels.flame import JAW_SLICE, FLAMEModel, load_flame
+from ofer.facemodels.flame_io import ChumpyStandIn, to_array
+from ofer.geometry import rodrigues
 
 V, F, J = 5023, 9976, 5
 N_COLS = 400  # 300 shape + 100 expression
@@ -315,18 +319,18 @@ def test_global_rotation_about_y(model, raw):
     np.testing.assert_allclose(out.joints[0, 0].numpy(), root, atol=1e-12)
 
 
-def test_batch_rodrigues_hand_computed():
+def test_rodrigues_hand_computed():
     angle = 0.4
     c, s = math.cos(angle), math.sin(angle)
     about_z = torch.tensor([[0.0, 0.0, angle]], dtype=torch.float64)
     expected_z = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    torch.testing.assert_close(batch_rodrigues(about_z)[0], expected_z)
+    torch.testing.assert_close(rodrigues(about_z)[0], expected_z)
     # 120 degrees about (1,1,1) cycles the axes: x -> y -> z -> x.
     cyc = torch.full((1, 3), 2 * math.pi / 3 / math.sqrt(3), dtype=torch.float64)
     expected_cyc = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
-    torch.testing.assert_close(batch_rodrigues(cyc)[0], expected_cyc)
+    torch.testing.assert_close(rodrigues(cyc)[0], expected_cyc)
     zero = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
-    rot = batch_rodrigues(zero)
+    rot = rodrigues(zero)
     torch.testing.assert_close(rot, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
     rot.sum().backward()
     assert torch.isfinite(zero.grad).all()
@@ -345,6 +349,84 @@ def test_sample_prior(model):
     assert (a.pose[:, others] == 0).all()
     neutral = model.sample_prior(2, generator=torch.Generator().manual_seed(0))
     assert (neutral.expression == 0).all() and (neutral.pose == 0).all()
+
+
+# -- code layout, clamping, fingerprint, records -------------------------------------------------
+def test_split_code_puts_the_jaw_in_pose_6_to_9(loaded):
+    model = loaded
+    assert model.code_dim == 53
+    code = torch.arange(2 * 53, dtype=torch.float32).reshape(2, 53)
+    expression, pose = model.split_code(code, jaw_scale=0.5)
+    assert expression.shape == (2, 50) and pose.shape == (2, 15)
+    torch.testing.assert_close(expression, code[:, :50])
+    expected = torch.zeros(2, 15)
+    expected[0, 6:9] = torch.tensor([50.0, 51.0, 52.0]) * 0.5  # jaw = code[50:53], scaled
+    expected[1, 6:9] = torch.tensor([103.0, 104.0, 105.0]) * 0.5
+    torch.testing.assert_close(pose, expected)
+    expression, pose = model.split_code(code)
+    pose[:, 0:3] = 0.7  # a global rotation is not part of the code
+    torch.testing.assert_close(model.join_code(expression, pose), code)
+    batched = model.split_code(code.reshape(1, 2, 53))[1]  # (..., code_dim): leading dims are kept
+    assert batched.shape == (1, 2, 15) and batched[0, 1, 8] == 105.0
+    with pytest.raises(ValueError, match=r"\(\.\.\., 53\)"):
+        model.split_code(code[:, :50])
+
+
+def test_split_code_drives_the_jaw_joint(model):
+    code = torch.zeros(1, 53, dtype=torch.float64)
+    code[0, 50] = 0.3
+    expression, pose = model.split_code(code)
+    torch.testing.assert_close(model(expression=expression, pose=pose).vertices,
+                               model(pose=_pose(jaw=[0.3, 0.0, 0.0])).vertices)
+
+
+def test_flame_clamps_leave_coefficients_unchanged(loaded):
+    shape = torch.full((2, 4, 300), 9.0)
+    code = torch.full((3, 53), -7.0)
+    assert torch.equal(loaded.clamp_shape(shape), shape)
+    assert torch.equal(loaded.clamp_expression(code), code)
+    with pytest.raises(ValueError, match="code must have shape"):
+        loaded.clamp_expression(code[:, :50])  # the full code is expected, jaw included
+    with pytest.raises(ValueError, match="shape must have shape"):
+        loaded.clamp_shape(shape[..., :10])
+
+
+def test_fingerprint_stable_and_independent_of_dtype(flame_file, loaded):
+    again = load_flame(flame_file).double()  # hashed as float32: the cast does not change it
+    assert again.fingerprint() == loaded.fingerprint() and len(loaded.fingerprint()) == 64
+    assert loaded.info().to_dict()["fingerprint"] == loaded.fingerprint()
+    fewer = load_flame(flame_file, shape_dim=20)
+    assert fewer.fingerprint() != loaded.fingerprint()
+
+
+def test_flame_record_with_options_round_trips(flame_file, tmp_path):
+    masks = _write_masks(tmp_path / "masks.pkl")
+    idx, bary = _landmark_arrays()
+    lmk = tmp_path / "lmk.npz"
+    np.savez(lmk, lmk_face_idx=idx, lmk_b_coords=bary)
+    model = load_face_model(f"flame:{flame_file}", shape_dim=20, expression_dim=10, masks=masks, landmarks=lmk)
+    record = json.loads(json.dumps(model.info().to_dict()))  # as stored in a checkpoint
+    assert record["options"] == {"masks": str(masks), "landmarks": str(lmk), "shape_dim": 20, "expression_dim": 10}
+    again = load_face_model_from_record(record)
+    assert (again.shape_dim, again.expression_dim, again.code_dim) == (20, 10, 13)
+    assert again.has_landmarks and int(again.front_mask.sum()) == len(FACE_REGION)
+    assert again.fingerprint() == model.fingerprint()
+    assert load_flame(flame_file).info().to_dict()["options"] == {}  # defaults are not recorded
+    del record["options"]  # without its options the spec gives another model
+    with pytest.raises(FaceModelError, match="shape_dim 20 vs 300"):
+        load_face_model_from_record(record)
+
+
+def test_record_of_another_flame_content_is_refused(flame_file):
+    record = load_flame(flame_file, shape_dim=20).info().to_dict()
+    record["fingerprint"] = "0" * 64
+    with pytest.raises(FaceModelError) as info:
+        load_face_model_from_record(record)
+    assert "\n" not in str(info.value) and "other content" in str(info.value)
+    with pytest.raises(FaceModelError, match="unknown face-model option"):
+        load_face_model(f"flame:{flame_file}", shapes=3)
+    with pytest.raises(FaceModelError, match="shape_dim must be an integer"):
+        load_face_model(f"flame:{flame_file}", shape_dim="20")
 
 
 # -- extra files --------------------------------------------------------------------------------

@@ -16,14 +16,13 @@ from ofer.frontend import (
     align_arcface,
     arcface_matrix,
     crop_appearance,
-    default_arcface,
     default_detector,
+    default_encoder,
     default_landmarker,
-    get_appearance_encoder,
+    get_encoder,
     get_frontend,
     load_image,
     main_face,
-    similarity_transform,
 )
 from ofer.frontend.align import apply_transform
 
@@ -166,7 +165,7 @@ def test_similarity_recovers_a_known_transform_and_warp_puts_points_on_the_templ
     angle, scale, shift = np.deg2rad(17), 3.3, np.array([400.0, 250.0])
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     keypoints = ARCFACE_TEMPLATE @ (scale * rot).T + shift  # a face 3.3x the crop size, rotated
-    matrix = similarity_transform(keypoints, ARCFACE_TEMPLATE)
+    matrix = arcface_matrix(keypoints)
     assert np.abs(apply_transform(matrix, keypoints) - ARCFACE_TEMPLATE).max() < 1e-6
     image = np.zeros((800, 900, 3), np.uint8)
     for x, y in keypoints:  # bright discs at the keypoints
@@ -219,7 +218,7 @@ def arcface_crops(photos, detections):
 @needs_shared
 def test_arcface_separates_obama_from_others(arcface_crops):
     names, crops = arcface_crops
-    emb = default_arcface().embed(crops)
+    emb = get_encoder("arcface-w600k_mbf").embed(crops)
     assert emb.shape == (len(names), 512) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     sim = emb @ emb.T
@@ -234,7 +233,7 @@ def test_arcface_separates_obama_from_others(arcface_crops):
 def test_arcface_input_is_rgb(arcface_crops):
     _, crops = arcface_crops
     obama = crops[: len(OBAMA) - 1]  # the three distinct Obama photos
-    encoder = default_arcface()
+    encoder = get_encoder("arcface-w600k_mbf")
     rgb = encoder.embed(obama)
     bgr = encoder.embed(np.ascontiguousarray(obama[..., ::-1]))
     assert (np.sum(rgb * bgr, axis=1) < 0.98).all()  # channel order matters
@@ -261,17 +260,29 @@ def test_landmarker_on_obama(photos):
 
 @needs_shared
 def test_default_appearance_embedding(photos, detections):
-    encoder = get_appearance_encoder()
+    encoder = default_encoder("appearance")
     crops = np.stack(
         [
             crop_appearance(photos["obama.jpg"], main_of(photos, detections, "obama.jpg").box),
             np.full((224, 224, 3), 128, np.uint8),
         ]
     )
-    emb = encoder.embed(crops)
+    emb, found = encoder.embed_found(crops)
     assert emb.shape == (2, encoder.dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert emb[0].any() and not emb[1].any()  # no face in a grey square: all zeros (flag 0)
-    assert get_appearance_encoder() is encoder and get_frontend() is get_frontend()
+    assert found.tolist() == [True, False] and np.array_equal(encoder.embed(crops), emb)
+    assert get_encoder("mediapipe") is encoder and get_frontend() is get_frontend()
+
+
+@needs_shared
+def test_main_faces_and_embed(photos):
+    frontend = get_frontend()
+    faces = frontend.main_faces([photos["obama.jpg"], np.full((200, 200, 3), 128, np.uint8), photos["biden.jpg"]])
+    assert faces[1] is None and faces[0].index == 0 and faces[0].detections[0] is faces[0].detection
+    assert faces[0].identity_crop.shape == (112, 112, 3) and faces[0].appearance_crop.shape == (224, 224, 3)
+    emb = frontend.embed([faces[0], faces[2]])
+    assert emb.identity.shape == (2, 512) and emb.appearance.shape == (2, 260)
+    assert emb.appearance_found.tolist() == [True, True]
 
 
 # --- command line -----------------------------------------------------------------------------------------
@@ -281,7 +292,7 @@ def test_default_appearance_embedding(photos, detections):
 def cli(monkeypatch, capsys):
     import ofer.cli.main as cli_main
 
-    monkeypatch.setattr(cli_main, "COMMANDS", tuple(dict.fromkeys(cli_main.COMMANDS + ("detect", "embed"))))
+    monkeypatch.setattr(cli_main, "COMMANDS", ("detect", "embed"))  # only the commands under test are imported
 
     def run(*argv):
         code = cli_main.main([str(a) for a in argv])
@@ -316,6 +327,8 @@ def test_cli_detect(cli, bad_inputs, tmp_path):
     data = json.loads(out_json.read_text())
     assert [r["main"] for r in data["images"]] == [None, 0, None]
     assert len(data["images"][1]["faces"][0]["keypoints"]) == 5
+    assert len(out_json.read_text().splitlines()) == 5  # one line per image
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
 
 
 def test_cli_detect_single_bad_file(cli, bad_inputs):
@@ -333,9 +346,11 @@ def test_cli_embed(cli, bad_inputs, tmp_path):
     assert code == 1 and len(err.strip().splitlines()) == 2 and str(text) in err and str(grey) in err
     data = np.load(out)
     assert list(data["names"]) == ["obama.jpg", "biden.jpg"]
-    assert data["arcface"].shape == (2, 512) and data["appearance"].shape == (2, get_appearance_encoder().dim)
+    assert data["arcface"].shape == (2, 512) and data["appearance"].shape == (2, default_encoder("appearance").dim)
+    assert data["appearance_found"].tolist() == [True, True]
     assert data["boxes"].shape == (2, 4) and data["keypoints"].shape == (2, 5, 2)
-    assert str(data["arcface_encoder"]) == "arcface-w600k_mbf" and str(data["appearance_encoder"])
+    assert str(data["arcface_encoder"]) == "arcface-w600k_mbf"
+    assert str(data["appearance_encoder"]) == "mediapipe-blendshapes-landmarks"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
 
 
@@ -343,3 +358,12 @@ def test_cli_embed_nothing_to_write(cli, bad_inputs, tmp_path):
     code, _, err = cli("embed", *bad_inputs, "-o", tmp_path / "none.npz")
     assert code == 1 and not (tmp_path / "none.npz").exists()
     assert "nothing written" in err.strip().splitlines()[-1]
+
+
+def test_detections_json_has_one_line_per_image():
+    from ofer.cli.detect import detections_json
+
+    assert json.loads(detections_json({"detector": "d"}, [])) == {"detector": "d", "images": []}
+    text = detections_json({"detector": "d"}, [{"main": 0}, {"main": None}])
+    assert json.loads(text) == {"detector": "d", "images": [{"main": 0}, {"main": None}]}
+    assert text.splitlines()[1:3] == ['{"main": 0},', '{"main": null}']

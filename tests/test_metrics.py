@@ -1,4 +1,4 @@
-"""Evaluation metrics on hand-computed cases: distances, SE/CSE, ASD family, ODE, STD-S, ranking, Procrustes."""
+"""Evaluation metrics on hand-computed cases: distances, SE/CSE, ASD family, ODE, STD-S, ranking, NaN rules."""
 
 import math
 
@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
-from scipy.spatial.transform import Rotation
 
 from ofer.evaluation import (
     VertexGaussian,
-    apply_similarity,
     asd,
     asd_o,
     closest_sample_error,
@@ -18,9 +16,7 @@ from ofer.evaluation import (
     min_asd_v,
     ode,
     pairwise_rms,
-    procrustes_similarity,
     ranking_table,
-    rigid_fit,
     rms_distance,
     sample_error,
     sample_errors,
@@ -172,6 +168,70 @@ def test_std_s_by_hand():
     assert math.isnan(std_s(samples, g, mask=[1]))
 
 
+def std_reference():
+    """Vertex 0 spreads (std 3 mm per axis), vertex 1 hardly moves (0.01 mm): both centred at 0."""
+    rng = np.random.default_rng(3)
+    ref = np.zeros((400, 2, 3))
+    ref[:, 0] = rng.normal(0, 3, (400, 3))
+    ref[:, 1] = rng.normal(0, 0.01, (400, 3))
+    return VertexGaussian.fit(ref)
+
+
+def test_std_s_leaves_out_only_the_out_of_distribution_sample_at_that_vertex():
+    g = std_reference()
+    # three samples; at vertex 1 samples 0 and 1 sit at 0 and 0.02 mm along x (in distribution), sample 2 is
+    # 50 mm away (out); at vertex 0 all three are in distribution: x = 0, 2, 4
+    x = np.zeros((3, 2, 3))
+    x[:, 0, 0] = [0.0, 2.0, 4.0]
+    x[1, 1, 0], x[2, 1, 0] = 0.02, 50.0
+    ood = g.out_of_distribution(x)
+    assert not ood[:, 0].any() and ood[:, 1].tolist() == [False, False, True]
+    s0 = math.sqrt(np.var([0.0, 2.0, 4.0]) / 3)  # RMS over xyz of (std_x, 0, 0)
+    s1 = math.sqrt(np.var([0.0, 0.02]) / 3)  # vertex 1: std over samples 0 and 1 only
+    assert std_s(x, g) == pytest.approx((s0 + s1) / 2)
+    assert std_s(x, g, mask=[1]) == pytest.approx(s1)
+    # without the reference nothing is excluded: sample 2's 50 mm dominate vertex 1
+    assert std_s(x, mask=[1]) == pytest.approx(math.sqrt(np.var([0.0, 0.02, 50.0]) / 3))
+    # a vertex with fewer than two in-distribution samples is dropped; none left -> NaN
+    x[1, 1, 0] = 60.0
+    assert std_s(x, g) == pytest.approx(s0)
+    assert math.isnan(std_s(x, g, mask=[1]))
+
+
+def test_undefined_metrics_are_nan():
+    one = MESH[None]
+    gt = MESH
+    assert math.isnan(asd(one)) and math.isnan(min_asd_v(one, np.arange(5))) and math.isnan(max_asd_v(one, [0]))
+    assert math.isnan(std_s(one)) and math.isnan(asd_o(one, gt, np.arange(5), tau=10.0))
+    two = np.stack([MESH, offset(MESH, [1.0, 0, 0])])
+    everything = np.ones(len(MESH), bool)
+    # no occluded vertex: ASD-O and ODE-O are undefined; so is any metric on an empty vertex set
+    assert math.isnan(asd_o(two, gt, everything, tau=10.0))
+    value, h, d_v, d_o = asd_o(two, gt, everything, tau=10.0, return_terms=True)
+    assert math.isnan(value) and len(h) == len(d_v) == len(d_o) == 0
+    g = VertexGaussian.fit(reference_set(50))
+    nothing = np.zeros(len(MESH), bool)
+    assert math.isnan(ode(two, g, nothing)) and math.isnan(std_s(two, g, nothing))
+    assert math.isnan(sample_error(two, gt, nothing)) and math.isnan(closest_sample_error(two, gt, nothing))
+    assert math.isnan(min_asd_v(two, nothing))
+    # defined cases stay numbers
+    assert min_asd_v(two, everything) == pytest.approx(1.0) and asd(two) == pytest.approx(1.0)
+
+
+def test_vertex_gaussian_fit_in_chunks_matches_one_pass():
+    ref = reference_set(70)
+    one = VertexGaussian.fit(ref, chunk=1000)
+    chunked = VertexGaussian.fit(ref.astype(np.float32), chunk=8)
+    assert one.count == chunked.count == 70
+    assert np.allclose(one.mean, ref.mean(0)) and np.allclose(chunked.mean, one.mean, atol=1e-5)
+    assert np.allclose(one.cov[3], np.cov(ref[:, 3].T) + 1e-3 * np.eye(3))
+    assert np.allclose(chunked.cov, one.cov, atol=1e-4)
+    assert np.allclose(chunked.max_reference, one.max_reference, rtol=1e-4)
+    assert np.allclose(one.max_reference, one.mahalanobis(ref).max(0))
+    with pytest.raises(ValueError, match="R >= 1"):
+        VertexGaussian.fit(np.zeros((0, 5, 3)))
+
+
 def test_ranking_metrics_by_hand():
     errors = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 1.0, 2.0]])
     perfect = ranking_table(errors, -errors, ks=(1, 2))
@@ -202,30 +262,8 @@ def test_ranking_metrics_by_hand():
     assert math.isnan(ranking_table(np.ones((2, 3)), RNG.normal(size=(2, 3)))["gap_closed"])
 
 
-def test_procrustes_similarity_and_rigid_fit():
-    src = RNG.normal(0, 40, (7, 3))
-    rot = Rotation.from_euler("xyz", [30, -50, 120], degrees=True).as_matrix()
-    t = np.array([5.0, -200.0, 31.0])
-    dst = apply_similarity(src, 1.7, rot, t)
-    s, r, tt = procrustes_similarity(src, dst)
-    assert s == pytest.approx(1.7) and np.allclose(r, rot) and np.allclose(tt, t)
-    assert np.linalg.det(r) == pytest.approx(1.0)
-    r2, t2 = rigid_fit(src, apply_similarity(src, 1.0, rot, t))
-    assert np.allclose(r2, rot) and np.allclose(t2, t)
-    # weights: a corrupted point with zero weight is ignored
-    noisy = dst.copy()
-    noisy[0] += 50
-    w = np.ones(7)
-    w[0] = 0
-    s3, r3, t3 = procrustes_similarity(src, noisy, weights=w)
-    assert s3 == pytest.approx(1.7) and np.allclose(r3, rot)
-    # a mirrored target still gives a proper rotation
-    _, r4, _ = procrustes_similarity(src, src * [-1, 1, 1])
-    assert np.linalg.det(r4) == pytest.approx(1.0)
-
-
 def test_medoid_index_picks_the_sample_closest_to_the_mean():
-    from ofer.evaluation.protocol import medoid_index
+    from ofer.evaluation.ranking import medoid_index
 
     # one vertex, samples at x = 0, 1, 5 (mean 2) and x = 3, 3.5, -10 (mean -1.17)
     xs = np.array([[0.0, 1.0, 5.0], [3.0, 3.5, -10.0]])

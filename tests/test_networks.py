@@ -1,10 +1,12 @@
 """OFER's networks: the MLP U-Net denoiser and IdRank (ofer.networks)."""
 
 import json
+from importlib.resources import files
 
 import pytest
 import torch
 
+from ofer.config import ConfigError
 from ofer.diffusion import DDIMScheduler, DDPMScheduler, DDPMSchedulerConfig, sample
 from ofer.networks import (
     Denoiser,
@@ -129,12 +131,68 @@ def test_denoiser_config_round_trip():
     a.eval(), b.eval()
     x, t, c = torch.randn(3, 6), torch.tensor([1, 2, 3]), torch.randn(3, 10)
     torch.testing.assert_close(a(x, t, c), b(x, t, c))
-    with pytest.raises(ValueError):
-        DenoiserConfig.from_dict({**data, "bogus": 1})
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="unknown DenoiserConfig field.*bogus"):
+        DenoiserConfig.from_dict({**data, "bogus": 1}, where="run/idgen")
+    with pytest.raises(ConfigError, match="norm must be one of group, layer, got 'batch'"):
         small_denoiser_config(norm="batch")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match=r"attn_heads \(3\) must divide attn_dim \(10\)"):
         small_denoiser_config(attn_dim=10, attn_heads=3)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"widths": [0]}, "widths must be a non-empty list of positive integers, got [0]"),
+        ({"widths": []}, "widths must be a non-empty list of positive integers"),
+        ({"widths": [8, 2.5]}, "widths must be a non-empty list of positive integers"),
+        ({"input_dim": 0}, "input_dim must be an integer >= 1, got 0"),
+        ({"cond_dim": -1}, "cond_dim must be an integer >= 0, got -1"),
+        ({"input_dim": "6"}, "input_dim must be an integer >= 1, got '6'"),
+        ({"time_embed_dim": 31}, "time_embed_dim must be even"),
+        ({"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
+        ({"attn_heads": 0}, "attn_heads must be an integer >= 1, got 0"),
+        ({"attn_tokens": 0}, "attn_tokens must be an integer >= 1, got 0"),
+        ({"out_norm": "no"}, "out_norm must be true or false"),
+    ],
+)
+def test_denoiser_config_is_validated_at_construction(changes, message):
+    with pytest.raises(ConfigError) as info:
+        small_denoiser_config(**changes)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="run/expgen"):  # from_dict names where the bad value came from
+        DenoiserConfig.from_dict({**small_denoiser_config().to_dict(), **changes}, where="run/expgen")
+
+
+def test_denoiser_config_replace_validates_and_numpy_ints_are_accepted():
+    import numpy as np
+
+    cfg = small_denoiser_config(input_dim=np.int64(6), widths=[np.int64(12), 8])
+    assert type(cfg.input_dim) is int and all(type(w) is int for w in cfg.widths)
+    assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
+    with pytest.raises(ConfigError, match="widths"):
+        cfg.replace(widths=[4, -1])
+
+
+def _shipped(network: str) -> dict:
+    return json.loads((files("ofer") / "weights" / "default" / network / "config.json").read_text())
+
+
+@pytest.mark.parametrize("network", ["idgen", "expgen"])
+def test_shipped_denoiser_configs_load_and_match_their_weights(network):
+    data = _shipped(network)
+    cfg = DenoiserConfig.from_dict(data["net"], where=network)
+    assert cfg.to_dict() == data["net"]  # every saved key accepted and kept
+    DDPMSchedulerConfig.from_dict(data["scheduler"], where=network)
+    payload = torch.load(files("ofer") / "weights" / "default" / network / "last.pt", map_location="cpu")
+    Denoiser(cfg).load_state_dict(payload["model"])  # strict: the config rebuilds the saved architecture
+
+
+def test_shipped_idrank_config_loads_and_matches_its_weights():
+    data = _shipped("idrank")
+    cfg = IdRankConfig.from_dict(data["net"], where="idrank")
+    assert cfg.to_dict() == data["net"]
+    payload = torch.load(files("ofer") / "weights" / "default" / "idrank" / "last.pt", map_location="cpu")
+    IdRank(cfg).load_state_dict(payload["model"])
 
 
 def test_denoiser_overfits_two_conditions():
@@ -192,6 +250,8 @@ def test_idrank_shapes_and_gradients(capsys):
     assert IdRankConfig(num_vertices=1785).input_dim == 2 * 3 * 1785
     with pytest.raises(ValueError):
         net(torch.randn(3, 7, 21, 3), c)
+    with pytest.raises(ValueError, match="front_vertices is on meta but the network is on cpu"):
+        net(x.to("meta"), c)
     with pytest.raises(ValueError):
         net(x, torch.randn(3, 11))
 
@@ -205,6 +265,22 @@ def test_idrank_config_round_trip():
     b = IdRank(IdRankConfig.from_dict(data))
     b.load_state_dict(a.state_dict())  # normalisation buffers travel with the weights
     assert torch.equal(a.mean_shape, b.mean_shape) and torch.equal(a.residual_scale, b.residual_scale)
+
+
+def test_idrank_config_is_validated_and_strict():
+    for changes, message in (
+        ({"widths": [64, 0]}, "widths must be a non-empty list of positive integers"),
+        ({"num_vertices": 0}, "num_vertices must be an integer >= 1, got 0"),
+        ({"cond_dim": -3}, "cond_dim must be an integer >= 0"),
+        ({"dropout": -0.1}, "dropout must be a number in [0, 1)"),
+        ({"num_groups": 0}, "num_groups must be an integer >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+            IdRankConfig(**{"num_vertices": 9, **changes})
+    with pytest.raises(ConfigError, match="unknown IdRankConfig field.*hidden"):
+        IdRankConfig.from_dict({"num_vertices": 9, "hidden": [4]})
+    with pytest.raises(ConfigError, match="IdRankConfig lacks num_vertices"):
+        IdRankConfig.from_dict({"cond_dim": 4})
 
 
 def test_listnet_sign_and_loss():

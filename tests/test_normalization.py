@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ofer.errors import CheckpointError
-from ofer.pipeline.normalization import ConditionNormalizer, Normalizer, domain_directions, remove_directions
+from ofer.networks.normalization import ConditionNormalizer, Normalizer, domain_directions, remove_directions
 
 
 def _renders(n=400, dim=16, seed=0):
@@ -60,3 +60,51 @@ def test_inconsistent_directions_are_refused():
             "cond_identity_dim": 4}
     with pytest.raises(CheckpointError, match="inconsistent condition normalisation"):
         ConditionNormalizer.from_dict(data, "run/idgen")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"cond_std": [1.0]}, "lacks normalisation 'cond_mean'"),
+        ({"cond_mean": ["a", "b"], "cond_std": [1.0, 1.0]}, "'cond_mean' is not a list of numbers"),
+        ({"cond_mean": [[0.0, 1.0], [2.0]], "cond_std": [1.0, 1.0]}, "'cond_mean' is not a list of numbers"),
+        ({"cond_mean": [[0.0, 1.0]], "cond_std": [1.0, 1.0]}, "'cond_mean' must be a finite 1-D list"),
+        ({"cond_mean": [0.0, 1.0], "cond_std": [1.0]}, "a mean and a positive std of one length, got 2 and 1"),
+        ({"cond_mean": [0.0, 1.0], "cond_std": [1.0, 0.0]}, "positive std"),
+        ({"cond_mean": [0.0, float("nan")], "cond_std": [1.0, 1.0]}, "finite"),
+    ],
+)
+def test_bad_saved_normalisation_is_a_one_line_checkpoint_error(data, message):
+    with pytest.raises(CheckpointError) as info:
+        ConditionNormalizer.from_dict(data, "run/idgen")
+    assert message in str(info.value) and str(info.value).startswith("run/idgen: ") and "\n" not in str(info.value)
+
+
+def test_bad_saved_directions_are_checkpoint_errors():
+    base = Normalizer.fit(torch.randn(30, 5)).to_dict("cond")
+    with pytest.raises(CheckpointError, match="cond_identity_dim must be an integer"):
+        ConditionNormalizer.from_dict({**base, "cond_domain_directions": [[1.0, 0.0]], "cond_identity_dim": "2"}, "r")
+    with pytest.raises(CheckpointError, match="'cond_domain_directions' must be a finite 2-D list"):
+        ConditionNormalizer.from_dict({**base, "cond_domain_directions": [1.0, 0.0]}, "r")
+    with pytest.raises(CheckpointError, match="normalisation must be a mapping"):
+        Normalizer.from_dict(None, "target", "r")
+
+
+@pytest.mark.parametrize("network", ["idgen", "expgen", "idrank"])
+def test_shipped_normalisation_loads(network):
+    import json
+    from importlib.resources import files
+
+    data = json.loads((files("ofer") / "weights" / "default" / network / "config.json").read_text())
+    norm = ConditionNormalizer.from_dict(data["normalization"], network)
+    assert norm.identity_dim == 512 and norm.directions.shape[1] == 512
+    assert len(norm.norm.mean) == data["net"]["cond_dim"]
+    if network != "idrank":
+        target = Normalizer.from_dict(data["normalization"], "target", network)
+        assert len(target.mean) == data["net"]["input_dim"]
+
+
+def test_normalizers_move_to_a_device():
+    norm = ConditionNormalizer.fit(_renders(50), identity_dim=16, num_directions=1).to("meta")
+    assert norm.directions.device.type == "meta" and norm.norm.mean.device.type == "meta"
+    assert norm(torch.empty(3, 16, device="meta")).device.type == "meta"

@@ -12,7 +12,7 @@ from ofer.cli.main import main
 from ofer.data.occluders import emoji_available
 from ofer.data.shards import read_npz, shard_name
 from ofer.data.synth import SynthConfig, generate
-from ofer.training.checkpoint import CHECKPOINT_FILE
+from ofer.runs import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.skipif(not emoji_available(), reason="fonts-noto-color-emoji is not installed")
 OUTPUT_FILES = {"identity.ply", "kpt7.npy", "params.npz", "summary.json", "preview.png", "uncertainty.png"}
@@ -41,9 +41,9 @@ def test_losses_decrease(trained):
         assert losses[-1] < losses[0], network
 
 
-def reconstruct(out, *images, run, seed=0):
+def reconstruct(out, *images, run, seed=0, shapes=12, extra=()):
     return main(["reconstruct", *map(str, images), "-o", str(out), "--checkpoints", str(run),
-                 "--shapes", "12", "--expressions", "4", "--steps", "8", "--seed", str(seed)])
+                 "--shapes", str(shapes), "--expressions", "4", "--steps", "8", "--seed", str(seed), *extra])
 
 
 def test_reconstruct_writes_everything_and_is_seeded(trained, tmp_path):
@@ -105,8 +105,7 @@ def test_reconstruct_real_photo(trained, tmp_path):
 def test_eval_commands_on_a_tiny_protocol(trained, tmp_path, capsys):
     from ofer.data.synth import protocol_config
 
-    config = protocol_config()
-    config.image_size, config.identities = 192, 3
+    config = protocol_config(image_size=192, identities=3)
     generate(tmp_path / "p", "default", 6, 545, config, kind="protocol", shard_size=6, progress=False)
     common = ["--data", str(tmp_path / "p"), "--checkpoints", str(trained["run"]), "--shapes", "6", "--steps", "5"]
     report = tmp_path / "rep"
@@ -141,16 +140,94 @@ def test_demo_runs_on_the_builtin_example(trained, tmp_path, capsys):
 
 def test_shipped_weights_load_when_present():
     from ofer.errors import CheckpointError
-    from ofer.pipeline.ofer import OFER, ReconstructionSettings
+    from ofer.methods import OFER, ReconstructionSettings
     from ofer.weights import default_run
 
     try:
         run = default_run()
     except CheckpointError:
         pytest.skip("no weights shipped in this checkout")
-    pipe = OFER.from_checkpoints(run)
+    pipe = OFER.from_run(run)
     assert pipe.face_model.spec == "default"
     settings = ReconstructionSettings(shapes=4, expressions=2, sampler="ddim", steps=5, seed=0)
     identity = np.ones((1, 512), np.float32) / np.sqrt(512)
     rec = pipe.reconstruct_embeddings(identity, np.zeros((1, 260), np.float32), settings, ["x"])[0]
     assert rec.expression_vertices.shape == (2, pipe.face_model.num_vertices, 3)
+
+
+def _second_photo(trained, tmp_path):
+    other = tmp_path / "other_face.png"
+    Image.fromarray(read_npz(trained["data"] / shard_name(0))["image"][1]).save(other)
+    return other
+
+
+def test_result_does_not_depend_on_other_images_or_batch(trained, tmp_path):
+    other = _second_photo(trained, tmp_path)
+    assert reconstruct(tmp_path / "x", other, trained["photo"], run=trained["run"]) == 0
+    assert reconstruct(tmp_path / "y", trained["photo"], run=trained["run"], extra=("--batch", "1")) == 0
+    a = np.load(tmp_path / "x" / "synthetic_face" / "params.npz")
+    b = np.load(tmp_path / "y" / "synthetic_face" / "params.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (tmp_path / "x" / "synthetic_face" / "params.npz").read_bytes() == (tmp_path / "y" / "synthetic_face" / "params.npz").read_bytes()
+
+
+def test_expressions_do_not_depend_on_the_number_of_shapes(trained, tmp_path):
+    assert reconstruct(tmp_path / "a", trained["photo"], run=trained["run"], shapes=5) == 0
+    assert reconstruct(tmp_path / "b", trained["photo"], run=trained["run"], shapes=10) == 0
+    a = np.load(tmp_path / "a" / "synthetic_face" / "params.npz")
+    b = np.load(tmp_path / "b" / "synthetic_face" / "params.npz")
+    assert np.array_equal(a["expressions"], b["expressions"])
+    assert a["shapes"].shape == (5, 106) and b["shapes"].shape == (10, 106)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--steps", "2000", "--steps must be an integer >= 1 and <= 1000, got 2000"),
+    ("--batch", "0", "--batch must be an integer >= 1"),
+    ("--batch", "-1", "--batch must be an integer >= 1"),
+    ("--shapes", "0", "--shapes must be an integer >= 1"),
+    ("--sampler", "euler", "--sampler must be one of ddim, ddpm"),
+    ("--method", "nope", "--method must be one of"),
+    ("--device", "tpu", "--device must be one of cpu, cuda, mps"),
+])
+def test_bad_options_are_refused_before_any_work(trained, tmp_path, capsys, option, value, message):
+    code = main(["reconstruct", str(trained["photo"]), "-o", str(tmp_path / "out"), "--checkpoints",
+                 str(trained["run"]), option, value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_hostile_names_never_destroy_earlier_files(trained, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier result")
+    user = out / "synthetic_face"
+    user.mkdir()
+    (user / "mine.txt").write_text("not ofer's")
+    dotted = tmp_path / "..jpg"
+    dotted.write_bytes(trained["photo"].read_bytes())
+    code = reconstruct(out, dotted, trained["photo"], run=trained["run"])
+    err = capsys.readouterr().err
+    assert code == 1 and "was not written by ofer" in err and "Traceback" not in err
+    assert (out / "keep.txt").read_text() == "earlier result" and (user / "mine.txt").read_text() == "not ofer's"
+    assert (out / "image" / "params.npz").is_file()  # '..jpg' got a safe name inside OUT
+
+
+def test_duplicate_stems_get_distinct_folders(trained, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    paths = [tmp_path / "a" / "face.png", tmp_path / "b" / "face.png", tmp_path / "face_2.png"]
+    for p in paths:
+        p.write_bytes(trained["photo"].read_bytes())
+    assert reconstruct(tmp_path / "out", *paths, run=trained["run"]) == 0
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == ["face", "face_2", "face_3"]
+    sources = {json.loads((tmp_path / "out" / f / "summary.json").read_text())["image"] for f in folders}
+    assert sources == {str(p) for p in paths}
+
+
+@pytest.mark.parametrize("method", ["prior", "ofer"])
+def test_reconstruct_with_each_registered_method(trained, tmp_path, method):
+    assert reconstruct(tmp_path, trained["photo"], run=trained["run"], extra=("--method", method)) == 0
+    summary = json.loads((tmp_path / "synthetic_face" / "summary.json").read_text())
+    assert summary["method"] == method and OUTPUT_FILES <= {p.name for p in (tmp_path / "synthetic_face").iterdir()}

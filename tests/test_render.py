@@ -9,6 +9,7 @@ import torch
 from ofer.errors import OferError
 from ofer.render import raster_gl, raster_torch
 from ofer.render.cameras import FRONTAL_R, PerspectiveCameras, WeakPerspectiveCameras, look_at_face
+from ofer.render.fragments import Fragments
 from ofer.render.raster_numpy import rasterize as rasterize_numpy
 from ofer.render.renderer import MeshRenderer, default_sh, paint_face_model, vertex_visibility
 from ofer.render.shading import SHShader, sh_basis, sh_from_lights, sh_irradiance, vertex_normals
@@ -114,6 +115,48 @@ def test_single_triangle_coverage_is_inclusive_like_the_reference(gl):
     for backend in (raster_torch, gl):
         frags = backend.rasterize(screen, torch.tensor([[0, 1, 2]]), 6, 6)
         assert np.array_equal(frags.mask[0].numpy(), expected), backend.__name__
+
+
+def test_every_rasteriser_returns_the_one_fragments_type(gl):
+    from ofer.render import raster_numpy
+
+    screen = torch.tensor([[[0.0, 0.0, 1.0], [4.0, 0.0, 2.0], [0.0, 4.0, 3.0]]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2]])
+    reference = raster_numpy.rasterize(screen[0].numpy(), faces.numpy(), 5, 6)
+    results = {
+        "numpy": reference,
+        "torch": raster_torch.rasterize(screen, faces, 5, 6),
+        "gl": gl.rasterize(screen, faces, 5, 6),
+        "torch module": raster_torch.TorchRasterizer()(screen, faces, (5, 6)),
+    }
+    for name, frags in results.items():
+        assert type(frags) is Fragments, name
+        assert frags.image_size == (5, 6), name
+    assert raster_numpy.Fragments is Fragments  # the name older code imports from there
+    # NumPy reference: one mesh, no batch dimension; torch backends: (B, H, W) tensors
+    assert not reference.is_torch and reference.triangle_id.shape == (5, 6) and reference.triangle_id.dtype == np.int64
+    assert reference.barycentric.shape == (5, 6, 3) and reference.depth.shape == (5, 6)
+    ours = results["torch"]
+    assert ours.is_torch and ours.triangle_id.shape == (1, 5, 6) and ours.triangle_id.dtype == torch.long
+    assert np.array_equal(ours.as_numpy().triangle_id[0], reference.triangle_id)
+    np.testing.assert_allclose(ours.as_numpy().barycentric[0], reference.barycentric, atol=1e-6)
+    back = reference.as_torch()
+    assert back.is_torch and torch.equal(back.mask, torch.from_numpy(reference.mask))
+    torch.testing.assert_close(back.depth, ours.depth[0].float())  # +inf on background in both
+
+
+def test_fragments_refuse_mismatched_arrays():
+    ids = torch.full((1, 4, 5), -1)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        Fragments(ids, torch.zeros(1, 4, 5, 2), torch.zeros(1, 4, 5))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        Fragments(ids, torch.zeros(1, 4, 5, 3), torch.zeros(4, 5))
+    with pytest.raises(TypeError, match="all be torch tensors or all NumPy arrays"):
+        Fragments(ids, np.zeros((1, 4, 5, 3)), torch.zeros(1, 4, 5))
+    with pytest.raises(ValueError, match="several devices"):
+        Fragments(ids, torch.zeros(1, 4, 5, 3), torch.zeros(1, 4, 5, device="meta"))
+    moved = Fragments(ids, torch.zeros(1, 4, 5, 3), torch.zeros(1, 4, 5)).to("meta")
+    assert moved.device.type == "meta" and moved.mask.device.type == "meta"
 
 
 def test_missing_egl_is_a_one_line_error(monkeypatch):

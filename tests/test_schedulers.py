@@ -1,10 +1,13 @@
 """Noise schedulers and the sampling loop (ofer.diffusion)."""
 
+import json
 import math
+from importlib.resources import files
 
 import pytest
 import torch
 
+from ofer.config import ConfigError
 from ofer.diffusion import (
     DDIMScheduler,
     DDPMScheduler,
@@ -13,7 +16,6 @@ from ofer.diffusion import (
     make_timesteps,
     sample,
 )
-from ofer.errors import CheckpointError
 
 MU = torch.tensor([0.5, -0.4, 0.2], dtype=torch.float64)
 SIGMA = torch.tensor([0.3, 0.6, 1.0], dtype=torch.float64)
@@ -107,10 +109,26 @@ def test_timestep_schedules():
     assert ts[0] == 999 and ts[-1] == 0 and len(ts) == 50 and torch.all(ts[:-1] > ts[1:])
     assert torch.equal(make_timesteps(1000, 50, "leading"), torch.arange(49, -1, -1) * 20)
     assert torch.equal(make_timesteps(1000, 50, "trailing"), torch.arange(49, -1, -1) * 20 + 19)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make_timesteps(1000, 0, "linspace")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make_timesteps(1000, 1001, "linspace")
+
+
+@pytest.mark.parametrize("steps", [2000, 1001, 0, -5, 2.5, "50"])
+def test_set_timesteps_out_of_range_is_a_one_line_config_error(steps):
+    sched = DDIMScheduler(DDPMSchedulerConfig())
+    with pytest.raises(ConfigError) as info:
+        sched.set_timesteps(steps)
+    message = str(info.value)
+    assert "\n" not in message and "from 1 to 1000" in message and repr(steps) in message
+    assert sched.num_inference_steps == 1000  # the schedule is unchanged
+    calls = []
+    with pytest.raises(ConfigError):  # before any network call (``--steps 2000``)
+        sample(lambda x, t, c: calls.append(t) or x, sched, (2, 3), None, None, steps)
+    assert calls == []
+    sched.set_timesteps(1000)
+    assert sched.timestep_list == list(range(999, -1, -1))
 
 
 def test_ddim_uses_previous_strided_timestep():
@@ -278,16 +296,71 @@ def test_config_round_trip(tmp_path):
     assert DDPMSchedulerConfig.load(path) == cfg
     assert DDPMSchedulerConfig.load(path).clip_sample == 3.0
     assert DDPMSchedulerConfig.from_dict(DDPMSchedulerConfig().to_dict()) == DDPMSchedulerConfig()
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="unknown DDPMSchedulerConfig field.*bogus"):
         DDPMSchedulerConfig.from_dict({"num_train_timesteps": 10, "bogus": 1})
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="beta_schedule must be one of linear, scaled_linear, cosine"):
         DDPMSchedulerConfig(beta_schedule="quadratic")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(ConfigError, match="not a readable JSON config"):
         DDPMSchedulerConfig.load(bad)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(ConfigError, match="file not found"):
         DDPMSchedulerConfig.load(tmp_path / "missing.json")
+    # files written by older versions carry the class name
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"_class_name": "DDPMSchedulerConfig", **cfg.to_dict()}))
+    assert DDPMSchedulerConfig.load(old) == cfg
+    old.write_text(json.dumps({"_class_name": "PNDMSchedulerConfig", **cfg.to_dict()}))
+    with pytest.raises(ConfigError, match="'PNDMSchedulerConfig' config is not a DDPMSchedulerConfig"):
+        DDPMSchedulerConfig.load(old)
     # a scheduler built from a loaded config has the same tables
     a, b = DDPMScheduler(cfg), DDPMScheduler(DDPMSchedulerConfig.load(path))
     assert torch.equal(a.alphas_cumprod, b.alphas_cumprod)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_train_timesteps": 0}, "num_train_timesteps must be an integer >= 1, got 0"),
+        ({"num_train_timesteps": 10.5}, "num_train_timesteps must be an integer >= 1, got 10.5"),
+        ({"beta_start": 0.02, "beta_end": 0.01}, "need 0 < beta_start < beta_end < 1, got 0.02, 0.01"),
+        ({"beta_start": 0.01, "beta_end": 0.01}, "need 0 < beta_start < beta_end < 1"),
+        ({"beta_start": 0.0}, "need 0 < beta_start < beta_end < 1"),
+        ({"beta_end": 1.0}, "need 0 < beta_start < beta_end < 1"),
+        ({"beta_end": "0.02"}, "need 0 < beta_start < beta_end < 1"),
+        ({"clip_sample": 0.0}, "clip_sample must be positive or null, got 0.0"),
+        ({"prediction_type": "noise"}, "prediction_type must be one of epsilon, sample, v_prediction"),
+        ({"variance_type": "learned"}, "variance_type must be one of fixed_small, fixed_large"),
+        ({"timestep_spacing": "karras"}, "timestep_spacing must be one of linspace, leading, trailing"),
+    ],
+)
+def test_scheduler_config_is_validated_at_construction(changes, message):
+    with pytest.raises(ConfigError) as info:
+        DDPMSchedulerConfig(**changes)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="run/idgen"):
+        DDPMSchedulerConfig.from_dict({**DDPMSchedulerConfig().to_dict(), **changes}, where="run/idgen")
+
+
+def test_bad_sampler_options_are_config_errors():
+    with pytest.raises(ConfigError, match="sampler must be one of ddim, ddpm, got 'euler'"):
+        make_scheduler("euler")
+    with pytest.raises(ConfigError, match="eta must be a number >= 0, got -0.5"):
+        DDIMScheduler(eta=-0.5)
+    assert isinstance(make_scheduler("DDIM", eta=0.5), DDIMScheduler)
+
+
+@pytest.mark.parametrize("network", ["idgen", "expgen"])
+def test_shipped_scheduler_configs_load(network):
+    data = json.loads((files("ofer") / "weights" / "default" / network / "config.json").read_text())
+    cfg = DDPMSchedulerConfig.from_dict(data["scheduler"], where=network)
+    assert cfg.to_dict() == data["scheduler"] and cfg == DDPMSchedulerConfig()
+
+
+def test_public_names_importable_from_the_package_and_the_old_module():
+    from ofer.diffusion import make_betas
+    from ofer.diffusion import schedulers
+
+    for name in ("DDPMSchedulerConfig", "make_timesteps", "make_betas", "DDIMScheduler", "DDPMScheduler", "randn"):
+        assert hasattr(schedulers, name), name
+    assert schedulers.make_betas is make_betas

@@ -1,7 +1,20 @@
+import json
+
 import numpy as np
 import pytest
 
-from ofer.data.shards import Manifest, ShardDataset, ShardRecord, arrays_checksum, read_npz, shard_name, stack_samples, write_npz
+from ofer.data.shards import (
+    Manifest,
+    ShardDataset,
+    ShardRecord,
+    arrays_checksum,
+    pack_bits,
+    read_npz,
+    shard_name,
+    stack_samples,
+    unpack_bits,
+    write_npz,
+)
 from ofer.errors import InputError
 
 
@@ -54,3 +67,57 @@ def test_manifest_round_trip_and_missing_shard(tmp_path):
         ShardDataset(tmp_path)
     with pytest.raises(InputError, match="not a data folder"):
         Manifest.load(tmp_path / "nowhere")
+
+
+def test_bits_round_trip():
+    mask = np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1, 1]], bool)
+    packed = pack_bits(mask)
+    assert packed.tolist() == [[0b10110000, 0b11000000]]
+    assert np.array_equal(unpack_bits(packed, 10), mask)
+
+
+def test_a_failed_shard_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    write_npz(tmp_path / "x.npz", {"a": np.arange(3)})
+    before = (tmp_path / "x.npz").read_bytes()
+    with pytest.raises(ValueError):  # object arrays need pickling, which shards never allow
+        write_npz(tmp_path / "x.npz", {"a": np.array([{"no": 1}], dtype=object)})
+    assert (tmp_path / "x.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_manifest_load_is_strict(tmp_path):
+    make_folder(tmp_path)
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**raw, "sede": 1}))
+    with pytest.raises(InputError, match=r"manifest.json: damaged manifest \(.*unknown Manifest field\(s\) sede"):
+        Manifest.load(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**raw, "shard_size": 0}))
+    with pytest.raises(InputError, match="shard_size must be an integer >= 1, got 0"):
+        Manifest.load(tmp_path)
+
+
+FACE = {"spec": "default", "name": "anny-head", "num_vertices": 5000, "num_faces": 9000, "shape_dim": 50,
+        "expression_dim": 52, "pose_dim": 3, "jaw_dim": 0, "fingerprint": "a" * 64, "options": {}}
+
+
+def manifest_for(face_model):
+    return Manifest("train", "test-1", face_model, 0, 4, 2, {})
+
+
+def test_check_face_model_accepts_the_same_model():
+    manifest_for(FACE).check_face_model(dict(FACE), "data")
+
+
+def test_check_face_model_refuses_another_fingerprint():
+    with pytest.raises(InputError, match="data: data made for a different 'default' face model .*"
+                                         "aaaaaaaaaaaa vs bbbbbbbbbbbb"):
+        manifest_for(FACE).check_face_model({**FACE, "fingerprint": "b" * 64}, "data")
+
+
+def test_check_face_model_refuses_other_dimensions_and_a_missing_fingerprint():
+    with pytest.raises(InputError, match=r"data: data made for face model 'default', not 'npz:x.npz' "
+                                         r"\(shape_dim 50 vs 100\)"):
+        manifest_for(FACE).check_face_model({**FACE, "spec": "npz:x.npz", "shape_dim": 100}, "data")
+    old = {k: v for k, v in FACE.items() if k != "fingerprint"}
+    with pytest.raises(InputError, match="data: data made without a face-model fingerprint"):
+        manifest_for(old).check_face_model(FACE, "data")

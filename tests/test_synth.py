@@ -4,18 +4,17 @@ import numpy as np
 import pytest
 
 from ofer.data.occluders import emoji_available
-from ofer.data.shards import Manifest, ShardDataset, read_npz, shard_name
-from ofer.data.synth import SynthConfig, generate, keypoints_from_landmarks, protocol_config, unpack_bits
+from ofer.data.sample import SampleMaker
+from ofer.data.shards import Manifest, ShardDataset, read_npz, shard_name, unpack_bits
+from ofer.data.synth import SynthConfig, generate, protocol_config, synth_encoders
 from ofer.errors import OferError
+from ofer.frontend import keypoints5_from_ibug68
 
 pytestmark = pytest.mark.skipif(not emoji_available(), reason="fonts-noto-color-emoji is not installed")
 
 
 def tiny_config(**overrides):
-    config = SynthConfig(image_size=160)
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+    return SynthConfig(image_size=160, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +49,31 @@ def test_resume_skips_and_regenerates_identically(train_folder):
         generate(train_folder, "default", 10, 4, tiny_config(), shard_size=4, progress=False)
 
 
-def test_dataset_and_manifest(train_folder):
+def test_dataset_and_manifest(train_folder, default_model):
     manifest = Manifest.load(train_folder)
-    assert manifest.encoders["identity"]["dim"] == 512 and manifest.face_model["spec"] == "default"
-    ds = ShardDataset(train_folder, fields=("shape", "arcface"))
+    assert manifest.encoders == synth_encoders(None)
+    assert manifest.encoders["appearance"] == {"name": "mediapipe-blendshapes-landmarks", "dim": 260}
+    # the model's full record, fingerprint and load options included, and it passes the one check
+    info = default_model.info().to_dict()
+    assert manifest.face_model == info and len(manifest.face_model["fingerprint"]) == 64
+    manifest.check_face_model(info, train_folder)
+    ds = ShardDataset(train_folder, fields=("shape", "arcface", "appearance"))
     assert len(ds) == 10 and ds[9]["shape"].shape[0] == manifest.face_model["shape_dim"]
+    assert ds[9]["appearance"].shape == (260,)
+
+
+@pytest.mark.parametrize("index", [7, 9])
+def test_a_sample_depends_only_on_seed_and_index(train_folder, index):
+    """Sample ``index`` made alone equals the one made in a shard of 4 (shard index // 4, row index % 4)."""
+    stored = read_npz(train_folder / shard_name(index // 4))
+    alone = SampleMaker("default", tiny_config()).make_shard(index, 1, 3)
+    assert set(alone) == set(stored)
+    for key, value in alone.items():
+        np.testing.assert_array_equal(value[0], stored[key][index % 4], err_msg=key)
 
 
 def test_protocol_rules_on_a_small_set(tmp_path, default_model):
-    config = protocol_config()
-    config.image_size = 160
-    config.identities = 3
+    config = protocol_config(image_size=160, identities=3)
     manifest, _ = generate(tmp_path / "p", "default", 9, 545, config, kind="protocol", shard_size=5, progress=False)
     data = ShardDataset(tmp_path / "p").arrays(["front", "unoccluded", "identity", "category", "expression", "shape"])
     front = unpack_bits(data["front"], default_model.num_vertices).sum(1)
@@ -87,4 +100,4 @@ def test_keypoints_from_landmarks():
     lmk[42:48] = [30, 20]
     lmk[30] = [20, 30]
     lmk[48], lmk[54] = [12, 40], [28, 40]
-    np.testing.assert_allclose(keypoints_from_landmarks(lmk), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+    np.testing.assert_allclose(keypoints5_from_ibug68(lmk), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])

@@ -2,30 +2,27 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
+from ofer import training
 from ofer.data.shards import Manifest, ShardRecord, arrays_checksum, shard_name, write_npz
-from ofer.errors import CheckpointError
-from ofer.pipeline.generator import CoefficientGenerator, Normalizer
-from ofer.training import load_checkpoint
-from ofer.training.train import TrainOptions, train_diffusion, train_idrank
-from ofer.training.checkpoint import check_face_model
+from ofer.errors import CheckpointError, OferError
+from ofer.methods.ofer.generator import CoefficientGenerator
+from ofer.networks.normalization import Normalizer
+from ofer.runs import check_face_model, load_checkpoint
+
+ENCODERS = {"identity": {"name": "arc", "dim": 512}, "appearance": {"name": "app", "dim": 16}}
 
 
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory, default_model):
-    """256 samples whose ArcFace/appearance embeddings are linear in the coefficients (learnable)."""
-    folder = tmp_path_factory.mktemp("fake")
-    n = 256
-    info = default_model.info().to_dict()
-    manifest = Manifest("train", "test", info, 0, n, 64, {},
-                        encoders={"identity": {"name": "arc", "dim": 512}, "appearance": {"name": "app", "dim": 16}})
-    g = torch.Generator().manual_seed(0)
-    prior = default_model.sample_prior(n, g, expression=True)
-    arc = torch.nn.functional.normalize(prior.shape @ torch.randn(default_model.shape_dim, 512, generator=g), dim=1)
-    app = prior.expression @ torch.randn(default_model.expression_dim, 16, generator=g)
+def make_fake_data(folder, model, n=256, seed=0):
+    """``n`` samples whose ArcFace/appearance embeddings are linear in the coefficients (learnable)."""
+    info = model.info().to_dict()
+    manifest = Manifest("train", "test", info, 0, n, 64, {}, encoders=ENCODERS)
+    g = torch.Generator().manual_seed(seed)
+    prior = model.sample_prior(n, g, expression=True)
+    arc = torch.nn.functional.normalize(prior.shape @ torch.randn(model.shape_dim, 512, generator=g), dim=1)
+    app = prior.expression @ torch.randn(model.expression_dim, 16, generator=g)
     for i in range(manifest.num_shards):
         s, c = manifest.shard_range(i)
         arrays = {"shape": prior.shape[s:s + c].numpy(), "expression": prior.expression[s:s + c].numpy(),
@@ -36,58 +33,99 @@ def fake_data(tmp_path_factory, default_model):
     return folder
 
 
-def options(data, run, **kw):
-    base = dict(data=data, run=run, epochs=6, batch_size=32, lr=2e-3, seed=1, progress=False,
-                candidates=8, rank_images=64, rank_steps=5, rank_vertices=64, rank_widths=[64, 32])
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory, default_model):
+    return make_fake_data(tmp_path_factory.mktemp("fake"), default_model)
+
+
+RANK = dict(candidates=8, rank_images=64, rank_steps=5, rank_vertices=64, widths=[64, 32])
+
+
+def options(name, data, run, **kw):
+    """Small, fast options of trainer ``name`` (epochs 6, batch 32)."""
+    base = dict(data=data, run=run, epochs=6, batch_size=32, lr=2e-3, seed=1, progress=False)
+    if name == "idrank":
+        base.update(RANK)
     base.update(kw)
-    return TrainOptions(**base)
+    return base
 
 
-def test_idgen_loss_decreases_and_writes_run_files(fake_data, tmp_path):
-    log = train_diffusion("idgen", options(fake_data, tmp_path))
+def train(name, data, run, **kw):
+    return training.train(name, **options(name, data, run, **kw))
+
+
+def test_idgen_loss_decreases_and_writes_run_files(fake_data, tmp_path, default_model):
+    log = train("idgen", fake_data, tmp_path)
     assert len(log) == 6 and log[-1]["loss"] < log[0]["loss"]
     folder = tmp_path / "idgen"
     assert {p.name for p in folder.iterdir()} >= {"last.pt", "config.json", "log.jsonl", "loss.png"}
     config = json.loads((folder / "config.json").read_text())
-    assert config["face_model"]["spec"] == "default" and config["encoders"]["identity"]["name"] == "arc"
+    assert config["face_model"]["spec"] == "default" and config["encoders"] == {"identity": ENCODERS["identity"]}
+    assert config["face_model"] == default_model.info().to_dict()  # full record, with the fingerprint
+    assert config["face_model"]["fingerprint"] == default_model.fingerprint()
     assert len(config["normalization"]["target_mean"]) == config["face_model"]["shape_dim"]
+    assert config["training"]["batch_size"] == 32 and config["training"]["lr"] == 2e-3
 
 
 def test_resume_continues_exactly(fake_data, tmp_path):
-    train_diffusion("expgen", options(fake_data, tmp_path / "a", epochs=4))
-    train_diffusion("expgen", options(fake_data, tmp_path / "b", epochs=2))
+    train("expgen", fake_data, tmp_path / "a", epochs=4)
+    train("expgen", fake_data, tmp_path / "b", epochs=2)
     with pytest.raises(CheckpointError, match="--resume"):
-        train_diffusion("expgen", options(fake_data, tmp_path / "b", epochs=4))
-    train_diffusion("expgen", options(fake_data, tmp_path / "b", epochs=4, resume=True))
-    a = load_checkpoint(tmp_path / "a" / "expgen")[1]["model"]
-    b = load_checkpoint(tmp_path / "b" / "expgen")[1]["model"]
+        train("expgen", fake_data, tmp_path / "b", epochs=4)
+    train("expgen", fake_data, tmp_path / "b", epochs=4, resume=True, device="cpu")
+    a = load_checkpoint(tmp_path / "a" / "expgen").payload["model"]
+    b = load_checkpoint(tmp_path / "b" / "expgen").payload["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "expgen" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and not any("resumed" in r for r in rows)
 
 
 def test_idrank_trains_on_idgen_samples(fake_data, tmp_path):
     with pytest.raises(CheckpointError, match="train idgen first"):
-        train_idrank(options(fake_data, tmp_path))
-    train_diffusion("idgen", options(fake_data, tmp_path, epochs=2))
-    log = train_idrank(options(fake_data, tmp_path, epochs=4, lr=1e-3))
+        train("idrank", fake_data, tmp_path)
+    train("idgen", fake_data, tmp_path, epochs=2)
+    log = train("idrank", fake_data, tmp_path, epochs=4, lr=1e-3)
     assert log[-1]["loss"] < log[0]["loss"]
-    config, _ = load_checkpoint(tmp_path / "idrank", "idrank")
+    config = load_checkpoint(tmp_path / "idrank", "idrank").config
     assert len(config.extra["vertex_ids"]) == 64
+    assert (config.extra["sampler"], config.extra["steps"]) == ("ddim", 5)
+
+
+def test_regressor_trains(fake_data, tmp_path):
+    log = train("regressor", fake_data, tmp_path, epochs=3, widths=[64])
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert load_checkpoint(tmp_path / "regressor", "regressor").config.net["widths"] == [64]
 
 
 def test_checkpoint_errors(fake_data, tmp_path, default_model):
-    train_diffusion("idgen", options(fake_data, tmp_path, epochs=1))
+    train("idgen", fake_data, tmp_path, epochs=1)
     folder = tmp_path / "idgen"
-    config, _ = load_checkpoint(folder, "idgen")
+    checkpoint = load_checkpoint(folder, "idgen")
     other = dict(default_model.info().to_dict(), spec="npz:other.npz", shape_dim=100)
     with pytest.raises(CheckpointError, match="trained for face model 'default'.*shape_dim 106 vs 100"):
-        check_face_model(config, other, folder)
+        check_face_model(checkpoint.config, other, folder)
+    CoefficientGenerator.from_checkpoint(checkpoint, default_model.info().to_dict())
     with pytest.raises(CheckpointError, match="holds a idgen network"):
         load_checkpoint(folder, "expgen")
     (folder / "last.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt checkpoint"):
-        CoefficientGenerator.from_checkpoint(folder, "idgen")
+        load_checkpoint(folder, "idgen")
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_data_for_another_face_model_is_refused(fake_data, tmp_path, default_model):
+    """A manifest whose face-model fingerprint differs from the model it names is refused before training."""
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(fake_data, copy)
+    manifest = Manifest.load(copy)
+    manifest.face_model = dict(manifest.face_model, fingerprint="0" * 64)
+    manifest.save(copy)
+    with pytest.raises(OferError, match="fingerprint"):
+        train("idgen", copy, tmp_path / "run", epochs=1)
+    assert not (tmp_path / "run" / "idgen" / "last.pt").exists()
 
 
 def test_normalizer_round_trip_and_constant_dims():

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ..errors import InputError
+from ..frontend import FaceDetector, load_image, main_face
+from ..io.atomic import write_text
 
 CHUNK = 8  # images read and detected together
 
@@ -29,8 +30,6 @@ def _fmt_point(point) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from ..frontend import FaceDetector, load_image, main_face
-
     detector = FaceDetector(score_threshold=args.threshold)
     records, failed = [], 0
     for start in range(0, len(args.images), CHUNK):
@@ -72,24 +71,12 @@ def run_detect(args: argparse.Namespace) -> int:
                     print(f"  {mark}{k:>3d}  score {det.score:.3f}  box [{box}]  points {points}")
             records.append(record)
     if args.json:
-        _write_json_atomic(Path(args.json), {"detector": detector.name, "threshold": args.threshold, "images": records})
+        write_text(args.json, detections_json({"detector": detector.name, "threshold": args.threshold}, records))
         print(f"wrote {args.json}")
     return 1 if failed else 0
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:  # one line per image
-            head = {k: v for k, v in data.items() if k != "images"}
-            handle.write(json.dumps(head)[:-1] + ', "images": [\n')
-            handle.write(",\n".join(json.dumps(record) for record in data["images"]))
-            handle.write("\n]}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def detections_json(head: dict, records: list[dict]) -> str:
+    """``{**head, "images": records}`` as JSON text with one line per image."""
+    lines = ",\n".join(json.dumps(record) for record in records)
+    return json.dumps(head)[:-1] + ', "images": [\n' + lines + "\n]}\n"

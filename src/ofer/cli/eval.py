@@ -1,16 +1,26 @@
-"""``ofer eval``: benchmarks. ``ofer eval now`` computes the NoW-style shape error of a prediction folder.
+"""``ofer eval``: benchmarks. ``now`` scores a prediction folder; ``co545``, ``rank`` and ``shape`` evaluate
+methods (``--method NAME``, repeatable, from :mod:`ofer.methods.registry`) on a protocol folder.
 
 Each benchmark is a sub-command registered by a function in :data:`BENCHMARKS` (name -> function taking
-the ``add_subparsers`` object of ``ofer eval``); add ``co545``, ``shape``, ``rank`` there.
+the ``add_subparsers`` object of ``ofer eval``). Every option is validated before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from ..config import require_int
+from ..devices import resolve_device
+from ..errors import OferError
+from ..io.atomic import write_json
+
+# the methods evaluated when no --method is given
+DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior")}
 
 
 def register_now(sub) -> None:
@@ -36,35 +46,51 @@ def register_now(sub) -> None:
     parser.set_defaults(func=run_now)
 
 
-def _protocol_arguments(parser, samples_default: int) -> None:
+def _protocol_arguments(parser, samples_default: int, methods: tuple[str, ...]) -> None:
     parser.add_argument("--data", required=True, type=Path, help="protocol folder (ofer synth protocol)")
-    parser.add_argument("--checkpoints", type=Path, default=None, help="run folder (default: the shipped weights)")
+    parser.add_argument("--method", action="append", metavar="NAME", default=None,
+                        help=f"method to evaluate (repeatable: ofer, prior, regressor, ...; "
+                             f"default: {' and '.join(methods)})")
+    parser.add_argument("--checkpoints", type=Path, default=None, metavar="RUN",
+                        help="run folder of every method (RUN/idgen, RUN/regressor, ...; default: the shipped weights)")
     parser.add_argument("--shapes", type=int, default=100, help="identity samples N per image")
     parser.add_argument("--samples", type=int, default=samples_default, help="expression hypotheses M per image")
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps (1..1000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first K images")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+
+
+def _reference_argument(parser) -> None:
+    parser.add_argument("--reference", type=Path, default=None, metavar="DIR",
+                        help="training or held-out data (ofer synth train) whose first ground-truth meshes define "
+                             "the distribution of ODE and STD-S (default: seeded draws from the face model's prior "
+                             "with the protocol's expression recipe; never the test set itself)")
+    parser.add_argument("--reference-samples", type=int, default=None, metavar="R",
+                        help="reference meshes used (default 2000: the first 2000 of DIR, or 2000 prior draws)")
 
 
 def register_co545(sub) -> None:
-    parser = sub.add_parser("co545", help="CO-545-style metrics of OFER and the random prior on a protocol folder")
-    _protocol_arguments(parser, 15)
+    parser = sub.add_parser("co545", help="CO-545-style metrics of methods (default: OFER and the random prior)")
+    _protocol_arguments(parser, 15, DEFAULT_METHODS["co545"])
+    _reference_argument(parser)
     parser.add_argument("-o", "--output", required=True, type=Path, help="report folder (resumable)")
-    parser.add_argument("--regressor", type=Path, default=None, help="also evaluate a regressor run (ofer train regressor)")
     parser.set_defaults(func=run_co545)
 
 
 def register_rank(sub) -> None:
     parser = sub.add_parser("rank", help="ranking table: ranked vs oracle vs average identity error, top-k precision")
-    _protocol_arguments(parser, 1)
+    _protocol_arguments(parser, 1, DEFAULT_METHODS["rank"])
+    _reference_argument(parser)
     parser.add_argument("-o", "--output", type=Path, default=None, help="folder for cached per-image results")
     parser.set_defaults(func=run_rank)
 
 
 def register_shape(sub) -> None:
-    parser = sub.add_parser("shape", help="NoW-style error of the ranked identity against the protocol's neutral meshes")
-    _protocol_arguments(parser, 1)
+    parser = sub.add_parser("shape",
+                            help="NoW-style error of the chosen identity against the protocol's neutral meshes")
+    _protocol_arguments(parser, 1, DEFAULT_METHODS["shape"])
     parser.add_argument("--metrical", action="store_true")
     parser.set_defaults(func=run_shape)
 
@@ -74,122 +100,138 @@ BENCHMARKS: dict[str, Callable] = {"now": register_now, "co545": register_co545,
                                    "shape": register_shape}
 
 
-def _pipeline(args):
-    from ..pipeline.ofer import OFER
-    from ..weights import default_run
+def _settings(args: argparse.Namespace):
+    """The validated sampling settings (one-line ConfigError naming the option otherwise)."""
+    from ..methods.base import ReconstructionSettings
 
-    return OFER.from_checkpoints(args.checkpoints or default_run())
+    require_int(args.samples, "--samples", 1, 10_000)
+    if args.limit is not None:
+        require_int(args.limit, "--limit", 1)
+    return ReconstructionSettings(shapes=args.shapes, expressions=args.samples, sampler=args.sampler,
+                                  steps=args.steps, seed=args.seed)
 
 
-def _check_protocol_encoders(pipe, manifest, folder) -> None:
-    from ..training.checkpoint import check_encoders
+def _prepare(args: argparse.Namespace, command: str):
+    """Validate everything, then load the protocol and the methods and check them against each other.
 
-    check_encoders(pipe.expgen.config, manifest.encoders, pipe.run)
-    if manifest.face_model.get("spec") != pipe.face_model.spec:
-        from ..errors import CheckpointError
+    Returns (protocol, methods, settings, model): ``model`` is the face model on the CPU for the metrics.
+    """
+    from ..evaluation.protocol import check_method, load_protocol
+    from ..evaluation.reference import check_reference_folder
+    from ..methods import registry
 
-        raise CheckpointError(f"{folder} was made with face model {manifest.face_model.get('spec')!r}, "
-                              f"the checkpoints use {pipe.face_model.spec!r}")
+    settings = _settings(args)
+    device = resolve_device(args.device)
+    classes = [registry.get(name) for name in dict.fromkeys(args.method or DEFAULT_METHODS[command])]
+    if getattr(args, "reference_samples", None) is not None:
+        require_int(args.reference_samples, "--reference-samples", 2, 1_000_000)
+    if getattr(args, "reference", None) is not None:
+        check_reference_folder(args.reference)
+    protocol = load_protocol(args.data)
+    methods = [cls.from_run(args.checkpoints, device=device) for cls in classes]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise OferError(f"methods with the same row label: {', '.join(labels)}")
+    for method in methods:
+        check_method(protocol, method)
+    model = methods[0].face_model
+    if model.device.type != "cpu":
+        model = copy.deepcopy(model).to("cpu")
+    return protocol, methods, settings, model
+
+
+def _signature(protocol, method, settings, reference) -> dict:
+    """Everything that makes a method's per-image numbers (the cache is reused only when it matches)."""
+    return {"data": str(protocol.folder.resolve()), "protocol_checksum": protocol.manifest.dataset_checksum(),
+            "method": method.name, "label": method.label, "checkpoints": method.checkpoint_record(),
+            "settings": settings.to_dict(), "reference": reference.record}
+
+
+def _evaluate_all(args, protocol, methods, settings, model, cache: Path) -> tuple[dict[str, dict], object]:
+    """Per-image rows of every method (label -> arrays) and the reference (of ``args.reference``) they used."""
+    from ..evaluation.protocol import evaluate_method
+    from ..evaluation.reference import load_reference
+
+    reference = load_reference(model, protocol.manifest, args.reference, args.reference_samples)
+    rows = {}
+    for method in methods:
+        signature = _signature(protocol, method, settings, reference)
+        rows[method.label] = evaluate_method(method, protocol, settings, reference.gaussian,
+                                             cache / method.label.replace(" ", "_"), args.limit, signature, model)
+    return rows, reference
 
 
 def run_co545(args: argparse.Namespace) -> int:
-    from ..evaluation import protocol as P
+    from ..evaluation.protocol import ranks, summarise
+    from ..evaluation.ranking import ranking_table
+    from ..evaluation.report import markdown_table, write_report
 
-    manifest, data = P.load_protocol(args.data)
-    pipe = _pipeline(args)
-    _check_protocol_encoders(pipe, manifest, args.data)
-    model = pipe.face_model
-    gaussian = P.reference_gaussian(model, data)
-    methods = {
-        "OFER": P.ofer_method(pipe, args.shapes, args.samples, args.sampler, args.steps, args.seed),
-        "random prior": P.prior_method(model, args.shapes, args.samples, args.seed),
-    }
-    if args.regressor:
-        from ..baselines.regressor import regressor_method
-
-        methods["regressor"] = regressor_method(args.regressor, model, args.shapes)
-    settings = {"data": str(args.data), "checkpoints": str(pipe.run), "shapes": args.shapes, "samples": args.samples,
-                "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "limit": args.limit,
-                "protocol_checksum": manifest.dataset_checksum()}
-    per_image = {name: P.run_method(name, fn, model, data, gaussian, args.output / "cache", args.limit,
-                                    signature=dict(settings, method=name))
-                 for name, fn in methods.items()}
-    results = {name: P.summarise(rows) for name, rows in per_image.items()}
-    P.write_report(args.output, results, per_image, model, settings)
-    print(P.markdown_table(results))
+    protocol, methods, settings, model = _prepare(args, "co545")
+    per_image, reference = _evaluate_all(args, protocol, methods, settings, model, args.output / "cache")
+    results = {label: summarise(rows) for label, rows in per_image.items()}
+    rankings = {label: ranking_table(rows["identity_errors"], rows["scores"])
+                for label, rows in per_image.items() if ranks(rows)}
+    report_settings = {"data": str(args.data), "checkpoints": str(args.checkpoints) if args.checkpoints else None,
+                       "methods": [m.name for m in methods], "shapes": settings.shapes, "samples": settings.expressions,
+                       "sampler": settings.sampler, "steps": settings.steps, "seed": settings.seed, "limit": args.limit,
+                       "protocol_checksum": protocol.manifest.dataset_checksum()}
+    write_report(args.output, results, per_image, rankings, model, report_settings, reference.record)
+    print(markdown_table(results))
     print(f"wrote {args.output / 'metrics.json'}, {args.output / 'report.md'} and plots")
     return 0
 
 
-def run_rank(args: argparse.Namespace) -> int:
-    import tempfile
+def _print_ranking(label: str, rows: dict) -> None:
+    from ..evaluation.ranking import ranking_table
 
-    from ..evaluation import protocol as P
-    from ..evaluation.metrics import ranking_table
-
-    manifest, data = P.load_protocol(args.data)
-    pipe = _pipeline(args)
-    _check_protocol_encoders(pipe, manifest, args.data)
-    gaussian = P.reference_gaussian(pipe.face_model, data)
-    cache = args.output or Path(tempfile.mkdtemp(prefix="ofer-rank-"))
-    signature = {"data": str(args.data), "checkpoints": str(pipe.run), "shapes": args.shapes, "samples": args.samples,
-                 "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "limit": args.limit,
-                 "protocol_checksum": manifest.dataset_checksum(), "method": "OFER"}
-    rows = P.run_method("OFER", P.ofer_method(pipe, args.shapes, args.samples, args.sampler, args.steps, args.seed),
-                        pipe.face_model, data, gaussian, cache / "cache", args.limit, signature=signature)
     table = ranking_table(rows["identity_errors"], rows["scores"])
     n = table["num_candidates"]
-    print(f"IdRank on {table['num_rows']} images x {n} IdGen samples (RMS face-region error of the neutral mesh, mm)")
+    print(f"{label} ranking on {table['num_rows']} images x {n} identity samples "
+          "(RMS face-region error of the neutral mesh, mm)")
     print(f"{'selection':<22}{'error':>8}")
-    for key, label in (("ranked_error", "OFER-rank"), ("oracle_error", f"oracle (best of {n})"),
-                       ("average_error", "average sample")):
-        print(f"{label:<22}{table[key]:8.3f}")
+    for key, name in (("ranked_error", f"{label}-rank"), ("oracle_error", f"oracle (best of {n})"),
+                      ("average_error", "average sample")):
+        print(f"{name:<22}{table[key]:8.3f}")
     print(f"{'medoid (no network)':<22}{float(rows['identity_medoid'].mean()):8.3f}")
     print(f"gap closed by ranking: {100 * table['gap_closed']:.1f} %")
     for k in (1, 5, 10):
         if f"precision@{k}" in table:
             print(f"top-{k}: precision {table[f'precision@{k}']:.3f}, IoU {table[f'iou@{k}']:.3f}, "
-                  f"error of top-{k} by score {table[f'top{k}_error_by_score']:.3f} vs true top-{k} {table[f'top{k}_error_by_error']:.3f}")
+                  f"error of top-{k} by score {table[f'top{k}_error_by_score']:.3f} "
+                  f"vs true top-{k} {table[f'top{k}_error_by_error']:.3f}")
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    from ..evaluation.protocol import ranks
+
+    protocol, methods, settings, model = _prepare(args, "rank")
+    with tempfile.TemporaryDirectory(prefix="ofer-rank-") as scratch:
+        cache = (args.output or Path(scratch)) / "cache"
+        per_image, _ = _evaluate_all(args, protocol, methods, settings, model, cache)
+    for method in methods:
+        rows = per_image[method.label]
+        if not ranks(rows):
+            raise OferError(f"method {method.name!r} does not rank its identity samples (one sample or equal scores; "
+                            "try --shapes > 1 or --method ofer)")
+        _print_ranking(method.label, rows)
     return 0
 
 
 def run_shape(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from tqdm import tqdm
+    from ..evaluation.now import now_statistics
+    from ..evaluation.protocol import ranks
+    from ..evaluation.shape import shape_distances
 
-    from ..evaluation import protocol as P
-    from ..evaluation.now import now_error, now_statistics
-    from ..pipeline.ofer import ReconstructionSettings
-
-    manifest, data = P.load_protocol(args.data)
-    pipe = _pipeline(args)
-    _check_protocol_encoders(pipe, manifest, args.data)
-    model = pipe.face_model
-    count = len(data["shape"]) if args.limit is None else min(args.limit, len(data["shape"]))
-    faces = model.faces.numpy()
-    settings = ReconstructionSettings(args.shapes, 1, args.sampler, args.steps, args.seed)
-    distances, prior_distances = [], []
-    generator = torch.Generator().manual_seed(args.seed)
-    for start in tqdm(range(0, count, P.CHUNK), desc="eval shape", file=sys.stderr):
-        index = np.arange(start, min(start + P.CHUNK, count))
-        recs = pipe.reconstruct_embeddings(data["arcface"][index], data["appearance"][index], settings,
-                                           [str(i) for i in index])
-        with torch.no_grad():
-            gt = model(torch.from_numpy(data["shape"][index]))
-            prior = model(model.sample_prior(len(index), generator).shape)
-        for k, rec in enumerate(recs):
-            gt_v, gt_l = gt.vertices[k].numpy() * 1000, gt.landmarks7[k].numpy() * 1000
-            result = now_error(rec.identity_vertices * 1000, faces, rec.kpt7 * 1000, gt_v, gt_l, faces, metrical=args.metrical)
-            distances.append(result.distances)
-            base = now_error(prior.vertices[k].numpy() * 1000, faces, prior.landmarks7[k].numpy() * 1000, gt_v, gt_l,
-                             faces, metrical=args.metrical)
-            prior_distances.append(base.distances)
+    protocol, methods, settings, model = _prepare(args, "shape")
+    rows = {}
+    for method in methods:
+        distances, scores = shape_distances(method, protocol, settings, model, args.limit, args.metrical)
+        rows[f"{method.label}-rank" if ranks({"scores": scores}) else method.label] = now_statistics(distances)
     kind = "metrical" if args.metrical else "non-metrical"
-    print(f"NoW-style {kind} error of the ranked identity on {count} protocol images (mm, pooled over scan points)")
+    print(f"NoW-style {kind} error of the chosen identity on {protocol.count(args.limit)} protocol images "
+          "(mm, pooled over scan points)")
     print(f"{'method':<16}{'median':>9}{'mean':>9}{'std':>9}")
-    for name, d in (("OFER-rank", distances), ("random prior", prior_distances)):
-        stats = now_statistics(d)
+    for name, stats in rows.items():
         print(f"{name:<16}{stats['median']:9.3f}{stats['mean']:9.3f}{stats['std']:9.3f}")
     return 0
 
@@ -220,9 +262,7 @@ def run_now(args: argparse.Namespace) -> int:
         print(_row(name, stats["predictions"], stats))
     print(_row("all", len(report.items), report.overall()))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_dict(), indent=2))
+        path = write_json(args.json, report.to_dict())
         print(f"wrote {path}")
     if args.heatmap:
         path, item = save_now_heatmap(report, args.heatmap, which=args.heatmap_of)

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "cache_dir": str(cache_dir()),
         "face_models": face_model_rows(),
         "optional_assets": optional_assets(),
+        "methods": method_rows(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -93,7 +94,17 @@ def run(args: argparse.Namespace) -> int:
             f"  {row['spec']:10s} {row['name']}: {row['num_vertices']} vertices, {row['num_faces']} triangles, "
             f"shape_dim={row['shape_dim']}, expression_dim={row['expression_dim']}, pose_dim={row['pose_dim']}, jaw_dim={row['jaw_dim']}"
         )
+    print("methods (ofer reconstruct|eval --method NAME):")
+    for row in report["methods"]:
+        print(f"  {row['name']:10s} {row['description']}")
     print("optional assets:")
     for name, where in report["optional_assets"].items():
         print(f"  {name:38s} {where or 'not found'}")
     return 0
+
+
+def method_rows() -> list[dict]:
+    from ..methods import available, get
+
+    return [{"name": name, "description": get(name).description, "needs_run": get(name).needs_run}
+            for name in available()]

@@ -1,10 +1,19 @@
-"""``ofer synth train|protocol|preview``: synthetic occlusion data with exact ground truth."""
+"""``ofer synth train|protocol|preview``: make synthetic occluded faces with 3D ground truth, or look at them.
+
+Every option is checked before any work starts (one-line ``ofer: error: ...``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
+
+from ..config import require_int
+from ..errors import OferError
+
+APPEARANCE_HELP = ("appearance encoder, a registered name or alias such as dinov2 "
+                   "(default: the front end's default, mediapipe-blendshapes-landmarks)")
 
 
 def register(subparsers) -> None:
@@ -20,11 +29,13 @@ def register(subparsers) -> None:
     train.add_argument("--mix", default=None, help="occluder mix, e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
     train.add_argument("--shard-size", type=int, default=32)
     train.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
+    train.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
     train.set_defaults(func=run_train)
     protocol = sub.add_parser("protocol", help="build the fixed CO-545-style evaluation set")
     protocol.add_argument("--model", default="default")
     protocol.add_argument("-o", "--output", required=True, type=Path)
     protocol.add_argument("--workers", type=int, default=1)
+    protocol.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
     protocol.set_defaults(func=run_protocol)
     preview = sub.add_parser("preview", help="contact sheet of a data folder")
     preview.add_argument("data", type=Path)
@@ -36,38 +47,51 @@ def register(subparsers) -> None:
 
 def _report(manifest, made: int, seconds: float, folder: Path) -> None:
     if made == 0:
-        print(f"{folder}: data complete ({manifest.num_samples} samples in {manifest.num_shards} shards); nothing to do")
+        print(f"{folder}: data complete ({manifest.num_samples} samples in {manifest.num_shards} shards); "
+              "nothing to do")
     else:
         print(f"{folder}: generated {made} shard(s) in {seconds:.1f} s; {manifest.num_samples} samples complete")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..data.synth import SynthConfig, generate, parse_mix
+    from ..data.synth import SynthConfig, generate, parse_mix, synth_encoders
 
-    config = SynthConfig(store_clean_image=args.clean_images)
-    if args.mix:
-        config.occluder_mix = parse_mix(args.mix)
+    require_int(args.n, "--n", 1)
+    require_int(args.seed, "--seed", 0)
+    require_int(args.workers, "--workers", 1)
+    require_int(args.shard_size, "--shard-size", 1)
+    synth_encoders(args.appearance)  # an unknown name is refused before the face model loads
+    changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
+    config = SynthConfig(store_clean_image=args.clean_images, **changes)
     started = time.perf_counter()
-    manifest, made = generate(args.output, args.model, args.n, args.seed, config, "train", args.workers, args.shard_size)
+    manifest, made = generate(args.output, args.model, args.n, args.seed, config, "train", args.workers,
+                              args.shard_size, appearance=args.appearance)
     _report(manifest, made, time.perf_counter() - started, args.output)
     return 0
 
 
 def run_protocol(args: argparse.Namespace) -> int:
-    from ..data.synth import PROTOCOL_SEED, PROTOCOL_SIZE, generate, protocol_config
+    from ..data.synth import PROTOCOL_SEED, PROTOCOL_SIZE, generate, protocol_config, synth_encoders
 
+    require_int(args.workers, "--workers", 1)
+    synth_encoders(args.appearance)
     started = time.perf_counter()
     manifest, made = generate(args.output, args.model, PROTOCOL_SIZE, PROTOCOL_SEED, protocol_config(), "protocol",
-                              args.workers, shard_size=32)
+                              args.workers, shard_size=32, appearance=args.appearance)
     _report(manifest, made, time.perf_counter() - started, args.output)
     print(f"checksum: {manifest.dataset_checksum()}")
     return 0
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from ..data.preview import contact_sheet
-    from ..errors import OferError
+    from PIL import Image
 
+    from ..data.preview import contact_sheet
+
+    require_int(args.count, "--count", 1)
+    require_int(args.columns, "--columns", 1)
+    if args.output.suffix.lower() not in Image.registered_extensions():
+        raise OferError(f"cannot write {args.output}: unknown picture type (use e.g. .png or .jpg)")
     sheet = contact_sheet(args.data, args.count, args.columns)
     try:
         sheet.save(args.output)

@@ -1,63 +1,44 @@
-"""``ofer train idgen|idrank|expgen``: train one of OFER's networks on a data folder."""
+"""``ofer train NAME``: train one registered network (idgen, expgen, idrank, regressor, ...).
+
+The sub-commands and their options come from :mod:`ofer.training`'s registry: each trainer's
+option class declares its flags, so a new trainer needs no edit here. The options are validated
+when they are built, before any data is read (``--batch 0`` is a one-line error).
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import dataclasses
+
+from .. import training
+
+
+def _add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
+    for f in training.options.cli_fields(options_cls):
+        kwargs = dict(f.metadata["argparse"])
+        if not kwargs.get("required"):
+            kwargs["default"] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        parser.add_argument(*f.metadata["flags"], dest=f.name, **kwargs)
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train IdGen, IdRank, ExpGen (or the regressor baseline)")
-    parser.add_argument("network", choices=("idgen", "idrank", "expgen", "regressor"))
-    parser.add_argument("--data", required=True, type=Path, help="data folder (ofer synth train)")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="run folder (networks go to RUN/<network>/)")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default 256; idrank: 16 candidate sets)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; idrank 3e-4)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in -o exactly where it stopped")
-    parser.add_argument("--widths", type=int, nargs="+", default=None, help="denoiser widths per level, top first (default: the paper's D 50 10; shipped weights: 256 128 32)")
-    parser.add_argument("--domain-directions", type=int, default=2,
-                        help="render-domain directions projected out of the ArcFace embedding (0 = off)")
-    parser.add_argument("--loss", choices=("l1", "mse"), default="l1", help="diffusion loss on the noise (default l1)")
-    group = parser.add_argument_group("idrank")
-    group.add_argument("--candidates", type=int, default=100, help="IdGen samples per training image (N)")
-    group.add_argument("--rank-images", type=int, default=2000, help="training images used for IdRank")
-    group.add_argument("--rank-steps", type=int, default=25, help="DDIM steps when sampling candidates")
-    group.add_argument("--rank-vertices", type=int, default=512, help="front vertices fed to IdRank (0 = all)")
-    group.add_argument("--tau", type=float, default=1.0, help="ListNet temperature (mm)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser("train", help=f"train a network ({', '.join(training.available())})")
+    networks = parser.add_subparsers(dest="network", metavar="NAME")
+    networks.required = True
+    for name in training.available():
+        trainer = training.get(name)
+        sub = networks.add_parser(name, help=trainer.help, description=trainer.help)
+        _add_options(sub, trainer.options)
+        sub.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.train import TrainOptions, train_diffusion, train_idrank, train_regressor
-
-    is_rank = args.network == "idrank"
-    options = TrainOptions(
-        data=args.data,
-        run=args.output,
-        epochs=args.epochs,
-        batch_size=args.batch or (16 if is_rank else 256),
-        lr=args.lr or (3e-4 if is_rank else 1e-3),
-        seed=args.seed,
-        resume=args.resume,
-        progress=not args.quiet,
-        widths=list(args.widths) if args.widths else None,
-        candidates=args.candidates,
-        rank_images=args.rank_images,
-        rank_steps=args.rank_steps,
-        rank_vertices=args.rank_vertices,
-        tau=args.tau,
-        domain_directions=args.domain_directions,
-        loss=args.loss,
-    )
-    if args.network == "regressor":
-        log = train_regressor(options)
-    else:
-        log = train_idrank(options) if is_rank else train_diffusion(args.network, options)
+    trainer = training.get(args.network)
+    names = [f.name for f in training.options.cli_fields(trainer.options)]
+    options = trainer.options(**{name: getattr(args, name) for name in names})
+    log = trainer.train(options)
     if log:
         first, last = log[0], log[-1]
-        print(f"{args.network}: epochs {first['epoch']}..{last['epoch']}, loss {first['loss']:.4f} -> {last['loss']:.4f}; "
-              f"checkpoint {args.output / args.network / 'last.pt'}")
+        print(f"{args.network}: epochs {first['epoch']}..{last['epoch']}, loss {first['loss']:.4f} -> "
+              f"{last['loss']:.4f}; checkpoint {options.folder / 'last.pt'}")
     return 0

@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from ..frontend.image import load_image
+from ..io.safe_pickle import load_numpy
 
 NUM_FLAME_SHAPE = 300
 
@@ -42,7 +44,7 @@ def read_index(root: Path, dataset: str) -> list[MicaRecord]:
     if not index_path.is_file():
         raise InputError(f"{root}: no index {index_path.relative_to(root)} for dataset {dataset!r}")
     try:
-        table = np.load(index_path, allow_pickle=True)
+        table = load_numpy(index_path)
         table = table.item() if isinstance(table, np.ndarray) else table
     except (ValueError, OSError, pickle.UnpicklingError) as exc:
         raise InputError(f"{index_path}: unreadable index ({exc})") from None
@@ -96,8 +98,6 @@ def read_image(path: Path, npy_is_bgr: bool = True) -> np.ndarray:
         if array.dtype != np.uint8:
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(array[..., ::-1] if npy_is_bgr else array)
-    from ..frontend.image import load_image
-
     return load_image(path)
 
 

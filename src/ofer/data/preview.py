@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..config import require_int
+from ..facemodels import load_face_model_from_record
+from ..render.cameras import look_at_face
 from .occluders import CATEGORIES
-from .shards import ShardDataset
-from .synth import unpack_bits
+from .shards import ShardDataset, unpack_bits
 
 VISIBLE_RGB = (40, 220, 60)
 HIDDEN_RGB = (235, 40, 40)
@@ -20,15 +22,12 @@ OUTLINE_RGB = (255, 230, 0)
 
 def project_vertices(model, record: dict, centre: torch.Tensor) -> np.ndarray:
     """Pixel positions (V, 2) of a stored sample's vertices (re-posed from its coefficients and camera)."""
-    from ..render.cameras import look_at_face
-
-    pose = torch.zeros(1, model.pose_dim)
+    code = record["expression"][None].float()
     if "jaw" in record:
-        from ..facemodels.flame import JAW_SLICE
-
-        pose[0, JAW_SLICE] = record["jaw"]
+        code = torch.cat([code, record["jaw"][None].float()], dim=-1)
+    expression, pose = model.split_code(code)
     with torch.no_grad():
-        vertices = model(record["shape"][None].float(), record["expression"][None].float(), pose).vertices - centre
+        vertices = model(record["shape"][None].float(), expression, pose).vertices - centre
     yaw, pitch, roll = record["head_pose"].tolist()
     focal, distance, cx, cy = record["camera"].tolist()
     size = record["image"].shape[0]
@@ -58,12 +57,13 @@ def annotate(record: dict, points: np.ndarray, num_vertices: int) -> Image.Image
     return image
 
 
-def contact_sheet(folder: str | Path, count: int = 24, columns: int = 6, seed: int = 0) -> Image.Image:
-    """A grid of ``count`` samples spread over the folder (evenly spaced indices)."""
-    from ..facemodels import load_face_model
-
+def contact_sheet(folder: str | Path, count: int = 24, columns: int = 6) -> Image.Image:
+    """A grid of ``count`` samples spread over the folder (evenly spaced indices), ``columns`` wide."""
+    require_int(count, "count", 1)
+    require_int(columns, "columns", 1)
     dataset = ShardDataset(folder)
-    model = load_face_model(dataset.manifest.face_model["spec"])
+    model = load_face_model_from_record(dataset.manifest.face_model)
+    dataset.manifest.check_face_model(model.info().to_dict(), folder)
     with torch.no_grad():
         neutral = model().vertices[0]
     centre = 0.5 * (neutral.amin(0) + neutral.amax(0))

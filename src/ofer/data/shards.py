@@ -1,9 +1,11 @@
 """Sharded sample storage: reproducible ``.npz`` shards, a JSON manifest, and a PyTorch dataset.
 
 A data folder holds ``manifest.json`` and ``shard_XXXXX.npz`` files. Each shard stores one array
-per field with the samples stacked along axis 0. Shards are written atomically (temporary file +
-rename) with fixed zip timestamps, so the same content always gives the same bytes, and a re-run
-can skip every shard that already exists.
+per field with the samples stacked along axis 0. Shards are written atomically
+(:func:`ofer.io.atomic.atomic_path`) with fixed zip timestamps, so the same content always gives
+the same bytes, and a re-run can skip every shard that already exists. The manifest records the
+recipe, the seed, the face model (with its fingerprint) and the encoders;
+:meth:`Manifest.check_face_model` is the one check that data match the face model in use.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -23,7 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputError
+from ..config import Config, ConfigError, require, require_int
+from ..errors import CheckpointError, InputError
+from ..io.atomic import atomic_path, write_text
+from ..runs import FACE_MODEL_KEYS, check_fingerprint
 
 MANIFEST = "manifest.json"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -33,24 +36,26 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.npz"
 
 
+def pack_bits(mask: np.ndarray) -> np.ndarray:
+    """Boolean mask (..., L) -> packed uint8 bits (..., ceil(L / 8)) (how masks are stored)."""
+    return np.packbits(mask.astype(bool), axis=-1)
+
+
+def unpack_bits(packed: np.ndarray, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits` along the last axis (``count`` = original length)."""
+    return np.unpackbits(packed, axis=-1, count=count).astype(bool)
+
+
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
     """Write ``arrays`` as an ``.npz`` (readable by ``np.load``) atomically and byte-reproducibly."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-            for key in sorted(arrays):
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for key in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -89,10 +94,21 @@ class ShardRecord:
 
 
 @dataclass
-class Manifest:
-    """What a data folder holds and how it was made."""
+class Manifest(Config):
+    """What a data folder holds and how it was made (``manifest.json``).
 
-    kind: str  # "train" or "protocol"
+    Attributes:
+        kind: ``"train"`` or ``"protocol"``.
+        generator_version: the data engine that made the samples.
+        face_model: ``FaceModelInfo.to_dict()`` of the model, with ``fingerprint`` and ``options``.
+        seed, num_samples, shard_size: sample ``i`` is drawn from ``(seed, i)`` and stored in
+            shard ``i // shard_size``.
+        config: the recipe (``SynthConfig.to_dict()``).
+        encoders: ``{"identity": {"name", "dim"}, "appearance": {"name", "dim"}}`` of the embeddings.
+        shards: one :class:`ShardRecord` per finished shard.
+    """
+
+    kind: str
     generator_version: str
     face_model: dict
     seed: int
@@ -102,6 +118,19 @@ class Manifest:
     encoders: dict = field(default_factory=dict)
     shards: list[ShardRecord] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        require(isinstance(self.shards, list), "manifest: shards must be a list")
+        self.shards = [s if isinstance(s, ShardRecord) else ShardRecord(**s) for s in self.shards]
+        super().__post_init__()
+
+    def validate(self) -> None:
+        require(isinstance(self.kind, str) and bool(self.kind), f"manifest: kind must be a name, got {self.kind!r}")
+        for name in ("face_model", "config", "encoders"):
+            require(isinstance(getattr(self, name), dict), f"manifest: {name} must be a mapping")
+        require_int(self.seed, "manifest: seed", 0)
+        require_int(self.num_samples, "manifest: num_samples", 1)
+        require_int(self.shard_size, "manifest: shard_size", 1)
+
     @property
     def num_shards(self) -> int:
         return (self.num_samples + self.shard_size - 1) // self.shard_size
@@ -110,34 +139,46 @@ class Manifest:
         start = index * self.shard_size
         return start, min(self.shard_size, self.num_samples - start)
 
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(self), handle, indent=2, sort_keys=True)
-        os.replace(tmp, folder / MANIFEST)
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/manifest.json`` atomically."""
+        return write_text(Path(folder) / MANIFEST, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":
+        """Read ``folder/manifest.json``; InputError when it is missing or damaged."""
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise InputError(f"{folder}: not a data folder (no {MANIFEST})")
         try:
-            raw = json.loads(path.read_text())
-            raw["shards"] = [ShardRecord(**s) for s in raw.get("shards", [])]
-            return cls(**raw)
-        except (json.JSONDecodeError, TypeError) as exc:
+            return cls.from_dict(json.loads(path.read_text()), where="manifest")
+        except (json.JSONDecodeError, ConfigError, OSError) as exc:
             raise InputError(f"{path}: damaged manifest ({exc})") from None
 
     def same_recipe(self, other: "Manifest") -> bool:
         """True when ``other`` would generate the same data (so finished shards can be reused)."""
-        keys = ("kind", "generator_version", "face_model", "seed", "num_samples", "shard_size", "config")
+        keys = ("kind", "generator_version", "face_model", "seed", "num_samples", "shard_size", "config", "encoders")
 
         def as_json(manifest):  # tuples and lists compare equal once written as JSON
             return json.dumps({k: getattr(manifest, k) for k in keys}, sort_keys=True)
 
         return as_json(self) == as_json(other)
+
+    def check_face_model(self, face_model_info: dict, where: str | Path) -> None:
+        """Refuse data made for another face model than ``face_model_info`` (``FaceModelInfo.to_dict()``).
+
+        Other dimensions, or the same dimensions with another fingerprint (or none stored), raise
+        a one-line :class:`InputError` that starts with ``where`` (e.g. the data folder).
+        """
+        theirs = {k: self.face_model.get(k) for k in FACE_MODEL_KEYS}
+        ours = {k: face_model_info.get(k) for k in FACE_MODEL_KEYS}
+        if theirs != ours:
+            diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in FACE_MODEL_KEYS if theirs[k] != ours[k])
+            raise InputError(f"{where}: data made for face model {self.face_model.get('spec')!r}, "
+                             f"not {face_model_info.get('spec')!r} ({diff})")
+        try:
+            check_fingerprint(self.face_model, face_model_info, where, what="data made")
+        except CheckpointError as exc:
+            raise InputError(str(exc)) from None
 
     def dataset_checksum(self) -> str:
         digest = hashlib.sha256()

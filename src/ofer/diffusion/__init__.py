@@ -1,15 +1,8 @@
-"""Diffusion over coefficient vectors: noise schedulers (DDPM reference, strided DDIM) and the sampling loop."""
+"""Diffusion over coefficient vectors: noise schedule, schedulers (DDPM reference, strided DDIM), sampling loop."""
 
 from .sampling import expand_condition, sample
-from .schedulers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DDPMSchedulerConfig,
-    Scheduler,
-    StepOutput,
-    make_scheduler,
-    make_timesteps,
-)
+from .schedule import DDPMSchedulerConfig, make_betas, make_timesteps
+from .schedulers import DDIMScheduler, DDPMScheduler, Scheduler, StepOutput, make_scheduler
 
 __all__ = [
     "DDIMScheduler",
@@ -18,6 +11,7 @@ __all__ = [
     "Scheduler",
     "StepOutput",
     "expand_condition",
+    "make_betas",
     "make_scheduler",
     "make_timesteps",
     "sample",

@@ -55,10 +55,13 @@ def sample(
         shape: (B, D) of the result.
         cond: (B, C) or (Bc, C) condition, or ``None`` for an unconditional model.
         generator: the source of all randomness (initial noise and every step's noise);
-            the same generator state gives the same samples.
-        num_inference_steps: ``None`` = all T steps (the reference for DDPM).
+            the same generator state gives the same samples. Noise is drawn on the generator's
+            device and moved to ``device``, so a CPU generator gives the same noise on any device.
+        num_inference_steps: ``None`` = all T steps (the reference for DDPM); outside [1, T] a
+            one-line :class:`~ofer.config.ConfigError` before any work.
         x_T: optional (B, D) initial noise (then the generator only feeds the steps).
-        device: where to sample (default: ``cond``'s device, else CPU).
+        device: where to sample (default: ``cond``'s device, else ``x_T``'s, else CPU); ``cond``
+            and ``x_T`` are moved there, and ``denoiser_fn`` must accept tensors there.
         dtype: dtype of the samples.
         progress: show a tqdm progress bar.
     Returns:
@@ -79,14 +82,14 @@ def sample(
         if tuple(x_T.shape) != shape:
             raise ValueError(f"x_T shape {tuple(x_T.shape)} != {shape}")
         x = x_T.to(device=device, dtype=dtype)
-    steps = scheduler.timesteps
+    steps = scheduler.timestep_list  # Python ints: no device read per step
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="sampling", leave=False)
     with torch.no_grad():
         for t in steps:
-            t_batch = torch.full((batch,), int(t), dtype=torch.long, device=device)
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
             model_output = denoiser_fn(x, t_batch, cond)
-            x = scheduler.step(model_output.to(dtype), int(t), x, generator=generator).prev_sample
+            x = scheduler.step(model_output.to(dtype), t, x, generator=generator).prev_sample
     return x

@@ -1,7 +1,7 @@
 """Noise schedulers for the coefficient diffusion models (diffusers style).
 
 A scheduler is a small object, separate from the network, that knows the noise schedule
-and turns a network prediction into the next, less noisy sample::
+(:mod:`ofer.diffusion.schedule`) and turns a network prediction into the next, less noisy sample::
 
     sched = DDPMScheduler(DDPMSchedulerConfig())      # T = 1000, linear betas 1e-4 .. 1e-2
     x_t = sched.add_noise(x0, noise, t)               # training: x0 (B,D), noise (B,D), t (B,) long
@@ -12,109 +12,46 @@ and turns a network prediction into the next, less noisy sample::
 
 Conventions (the same as diffusers and Ho et al. 2020, with 0-based indices):
 
-- ``alphas_cumprod[t] = prod_{i<=t} (1 - betas[i])`` for t = 0 .. T-1; index ``t`` is the noise
-  level of ``x_t``. The clean data is the level "-1", whose ``alpha_bar`` is 1.
+- ``alphas_cumprod[t] = prod_{i<=t} (1 - betas[i])``; the clean data is the level "-1" (``alpha_bar`` 1).
 - ``add_noise``: ``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps``.
 - ``step`` goes from timestep ``t`` to the *previous timestep of the current schedule*
   (``t - stride`` for evenly spaced schedules, ``t - 1`` with all T steps); after the last
   timestep of the schedule it returns the clean sample (``alpha_bar_prev = 1``), and that
   final step adds no noise.
 
-Schedule tables are kept in float64; per-step coefficients are cast to the sample's dtype.
+Devices: the schedule tables stay float64 on the CPU; what a call returns is on its sample's
+device and in its dtype (tables are cast on the CPU, then moved; a step's coefficients are Python
+floats). Noise comes from the generator's device and is then moved, so a CPU generator gives
+the same numbers on every device.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+import numbers
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
 
-from ..errors import CheckpointError
+from ..config import require, require_choice
+from .schedule import (
+    BETA_SCHEDULES,
+    PREDICTION_TYPES,
+    TIMESTEP_SPACINGS,
+    VARIANCE_TYPES,
+    DDPMSchedulerConfig,
+    make_betas,
+    make_timesteps,
+)
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-VARIANCE_TYPES = ("fixed_small", "fixed_large")
-TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+__all__ = [
+    "BETA_SCHEDULES", "PREDICTION_TYPES", "SCHEDULERS", "TIMESTEP_SPACINGS", "VARIANCE_TYPES", "DDIMScheduler",
+    "DDPMScheduler", "DDPMSchedulerConfig", "Scheduler", "StepOutput", "make_betas", "make_scheduler",
+    "make_timesteps", "randn",
+]
 
 TimestepLike = Union[int, torch.Tensor]
-
-
-@dataclass
-class DDPMSchedulerConfig:
-    """Noise schedule and parametrisation shared by every scheduler (saved next to a checkpoint).
-
-    Attributes:
-        num_train_timesteps: T, the number of diffusion steps used in training (1000).
-        beta_start, beta_end: first and last beta of the schedule (1e-4, 1e-2: OFER's values).
-        beta_schedule: ``"linear"`` (betas evenly spaced, the paper's), ``"scaled_linear"``
-            (evenly spaced square roots) or ``"cosine"`` (Nichol & Dhariwal; ignores beta_start/end).
-        prediction_type: what the network predicts: ``"epsilon"`` (the noise; the paper's),
-            ``"sample"`` (x0) or ``"v_prediction"`` (v = sqrt(ab) eps - sqrt(1-ab) x0).
-        clip_sample: if set, the predicted x0 is clamped to [-clip_sample, clip_sample] in
-            every sampling step (``None``: no clamping; coefficients are not bounded).
-        variance_type: variance of the ancestral DDPM step: ``"fixed_small"`` (the posterior
-            variance beta_tilde, default) or ``"fixed_large"`` (beta_t). See :class:`DDPMScheduler`.
-        timestep_spacing: how a schedule of n < T sampling steps picks its timesteps, see
-            :func:`make_timesteps`. With n = T all three give T-1, ..., 0.
-    """
-
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 1e-2
-    beta_schedule: str = "linear"
-    prediction_type: str = "epsilon"
-    clip_sample: Optional[float] = None
-    variance_type: str = "fixed_small"
-    timestep_spacing: str = "linspace"
-
-    def __post_init__(self):
-        if int(self.num_train_timesteps) < 1:
-            raise ValueError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
-        self.num_train_timesteps = int(self.num_train_timesteps)
-        for name, value, allowed in (
-            ("beta_schedule", self.beta_schedule, BETA_SCHEDULES),
-            ("prediction_type", self.prediction_type, PREDICTION_TYPES),
-            ("variance_type", self.variance_type, VARIANCE_TYPES),
-            ("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not (0.0 < self.beta_start <= self.beta_end < 1.0):
-            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
-        if self.clip_sample is not None and not self.clip_sample > 0:
-            raise ValueError(f"clip_sample must be positive or None, got {self.clip_sample}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DDPMSchedulerConfig":
-        """Build from a dict; keys starting with ``_`` (metadata) are ignored, others must be known."""
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in known and not k.startswith("_")]
-        if unknown:
-            raise ValueError(f"unknown scheduler config keys: {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def save(self, path: Union[str, Path]) -> None:
-        """Write the config as JSON."""
-        Path(path).write_text(json.dumps({"_class_name": type(self).__name__, **self.to_dict()}, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Union[str, Path]) -> "DDPMSchedulerConfig":
-        """Read a config written by :meth:`save` (raises ``CheckpointError`` on a bad file)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            return cls.from_dict(data)
-        except (OSError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"cannot read scheduler config {path}: {exc}") from exc
 
 
 @dataclass
@@ -128,50 +65,6 @@ class StepOutput:
 
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor
-
-
-def make_betas(config: DDPMSchedulerConfig) -> torch.Tensor:
-    """(T,) float64 betas of the configured schedule."""
-    T = config.num_train_timesteps
-    if config.beta_schedule == "linear":
-        return torch.linspace(config.beta_start, config.beta_end, T, dtype=torch.float64)
-    if config.beta_schedule == "scaled_linear":
-        return torch.linspace(config.beta_start**0.5, config.beta_end**0.5, T, dtype=torch.float64) ** 2
-    # cosine (Nichol & Dhariwal 2021), betas capped at 0.999
-    def f(u: float) -> float:
-        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
-
-    betas = [min(1.0 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)]
-    return torch.tensor(betas, dtype=torch.float64)
-
-
-def make_timesteps(num_train_timesteps: int, num_inference_steps: Optional[int], spacing: str) -> torch.Tensor:
-    """Descending (n,) long timesteps for a sampler that takes n steps out of T.
-
-    - ``"linspace"`` (default): ``round(linspace(T-1, 0, n))`` -- starts at the noisiest level
-      T-1 and makes its last network call at t = 0, strides as even as integers allow.
-    - ``"leading"``: ``k * (T // n)`` for k = n-1 .. 0 (diffusers' default; ends at 0 but starts
-      below T-1, e.g. 980 for n = 50).
-    - ``"trailing"``: ``round(T - k * T / n) - 1`` for k = 0 .. n-1 (starts at T-1, last call at
-      T/n - 1, e.g. 19 for n = 50).
-
-    With n = T all three are T-1, ..., 0. ``None`` means n = T.
-    """
-    T = int(num_train_timesteps)
-    n = T if num_inference_steps is None else int(num_inference_steps)
-    if not 1 <= n <= T:
-        raise ValueError(f"num_inference_steps must be in [1, {T}], got {num_inference_steps}")
-    if spacing == "linspace":
-        ts = torch.linspace(T - 1, 0, n, dtype=torch.float64).round().long() if n > 1 else torch.tensor([T - 1])
-    elif spacing == "leading":
-        ts = torch.arange(n - 1, -1, -1, dtype=torch.long) * (T // n)
-    elif spacing == "trailing":
-        ts = (torch.round(T - torch.arange(n, dtype=torch.float64) * (T / n)) - 1).long()
-    else:
-        raise ValueError(f"timestep spacing must be one of {TIMESTEP_SPACINGS}, got {spacing!r}")
-    if ts.unique().numel() != n:  # cannot happen for n <= T, kept as a guard
-        raise ValueError(f"{spacing!r} spacing produced repeated timesteps for n={n}, T={T}")
-    return ts
 
 
 def randn(
@@ -201,7 +94,7 @@ class Scheduler:
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)  # (T,)
         self.num_inference_steps: int = self.config.num_train_timesteps
         self.timesteps: torch.Tensor = torch.empty(0, dtype=torch.long)
-        self._prev: dict[int, int] = {}
+        self._prev: dict[int, int] = {}  # timestep -> the one its step lands on, in schedule order
         self.set_timesteps(None)
 
     @property
@@ -210,12 +103,20 @@ class Scheduler:
 
     # -- sampling schedule -------------------------------------------------------------
     def set_timesteps(self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device] = "cpu"):
-        """Choose the sampling timesteps (``None``: all T). Sets ``self.timesteps`` (n,) long, descending."""
+        """Choose the sampling timesteps (``None``: all T): ``self.timesteps`` (n,) long, descending, on ``device``.
+
+        Raises a one-line :class:`~ofer.config.ConfigError` unless 1 <= n <= T.
+        """
         ts = make_timesteps(self.num_train_timesteps, num_inference_steps, self.config.timestep_spacing)
         self.num_inference_steps = int(ts.numel())
         self.timesteps = ts.to(device)
         order = ts.tolist()
         self._prev = {t: (order[i + 1] if i + 1 < len(order) else -1) for i, t in enumerate(order)}
+
+    @property
+    def timestep_list(self) -> list[int]:
+        """``self.timesteps`` as Python ints (read without touching the device)."""
+        return list(self._prev)
 
     def previous_timestep(self, t: TimestepLike) -> int:
         """The timestep the step from ``t`` lands on: the next one in ``self.timesteps``, -1 (clean) after the last."""
@@ -229,15 +130,19 @@ class Scheduler:
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
     # -- training --------------------------------------------------------------------------
-    def _gather(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, device=table.device).long().reshape(-1)
+    def _gather(self, table: torch.Tensor, t: TimestepLike, like: torch.Tensor) -> torch.Tensor:
+        """``table[t]`` as (B, 1, ...) in ``like``'s dtype, on ``like``'s device (as are the timesteps)."""
+        t = torch.as_tensor(t, device=like.device).long().reshape(-1)
         if t.numel() == 1 and like.shape[0] != 1:
             t = t.expand(like.shape[0])
         if t.numel() != like.shape[0]:
             raise ValueError(f"t has {t.numel()} entries for a batch of {like.shape[0]}")
-        if int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps:
-            raise ValueError(f"timesteps must be in [0, {self.num_train_timesteps}), got {t.min()}..{t.max()}")
-        out = table[t].to(device=like.device, dtype=like.dtype)
+        if t.device.type != "meta":  # meta tensors (device tests) have no values to check
+            low, high = t.aminmax()
+            if int(low) < 0 or int(high) >= self.num_train_timesteps:
+                raise ValueError(f"timesteps must be in [0, {self.num_train_timesteps}), got {int(low)}..{int(high)}")
+        # cast on the CPU first: float64 tables never reach a device without float64 (MPS)
+        out = table.to(like.dtype).to(like.device)[t]
         return out.reshape(-1, *([1] * (like.ndim - 1)))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -375,8 +280,8 @@ class DDIMScheduler(Scheduler):
 
     def __init__(self, config: Optional[DDPMSchedulerConfig] = None, eta: float = 0.0):
         super().__init__(config)
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
+        require(isinstance(eta, numbers.Real) and not isinstance(eta, bool) and eta >= 0,
+                f"eta must be a number >= 0, got {eta!r}")
         self.eta = float(eta)
 
     def step(
@@ -413,9 +318,8 @@ SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
 
 def make_scheduler(name: str, config: Optional[DDPMSchedulerConfig] = None, eta: float = 0.0) -> Scheduler:
     """Scheduler by name: ``"ddpm"`` (reference, ancestral) or ``"ddim"`` (``eta`` used only there)."""
-    key = name.lower()
-    if key not in SCHEDULERS:
-        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SCHEDULERS)}")
+    key = name.lower() if isinstance(name, str) else name
+    require_choice(key, "sampler", sorted(SCHEDULERS))
     if key == "ddim":
         return DDIMScheduler(config, eta=eta)
     return DDPMScheduler(config)

@@ -1,12 +1,13 @@
-"""Evaluation suite: sample/diversity/plausibility/ranking metrics and the NoW-style shape error.
+"""Evaluation suite: sample/diversity/plausibility metrics, ranking quality and the NoW-style shape error.
 
-All lengths are millimetres. See :mod:`ofer.evaluation.metrics` for the exact definitions and
-:mod:`ofer.evaluation.now` for the NoW protocol and its folder layout.
+All lengths are millimetres. See :mod:`ofer.evaluation.metrics` and :mod:`ofer.evaluation.ranking` for
+the exact definitions, :mod:`ofer.evaluation.now` for the NoW protocol and its folder layout,
+:mod:`ofer.evaluation.protocol` for the CO-545-style evaluation of methods and
+:mod:`ofer.evaluation.reference` for the reference distribution of ODE and STD-S.
 """
 
 from .metrics import (
     VertexGaussian,
-    apply_similarity,
     asd,
     asd_o,
     closest_sample_error,
@@ -14,15 +15,10 @@ from .metrics import (
     min_asd_v,
     ode,
     pairwise_rms,
-    procrustes_similarity,
-    ranked_errors,
-    ranking_table,
-    rigid_fit,
     rms_distance,
     sample_error,
     sample_errors,
     std_s,
-    topk_overlap,
 )
 from .now import (
     NowReport,
@@ -37,35 +33,34 @@ from .now import (
     point_to_surface_distance,
     save_error_heatmap,
 )
+from .ranking import medoid_index, ranked_errors, ranking_table, topk_overlap
 
 __all__ = [
-    "VertexGaussian",
-    "apply_similarity",
-    "asd",
-    "asd_o",
-    "closest_sample_error",
-    "max_asd_v",
-    "min_asd_v",
-    "ode",
-    "pairwise_rms",
-    "procrustes_similarity",
-    "ranked_errors",
-    "ranking_table",
-    "rigid_fit",
-    "rms_distance",
-    "sample_error",
-    "sample_errors",
-    "std_s",
-    "topk_overlap",
     "NowReport",
     "NowResult",
     "SurfaceQuery",
+    "VertexGaussian",
+    "asd",
+    "asd_o",
     "closest_points_on_triangles",
+    "closest_sample_error",
     "crop_scan",
     "evaluate_now",
     "face_crop_sphere",
+    "max_asd_v",
+    "medoid_index",
+    "min_asd_v",
     "now_error",
     "now_statistics",
+    "ode",
+    "pairwise_rms",
     "point_to_surface_distance",
+    "ranked_errors",
+    "ranking_table",
+    "rms_distance",
+    "sample_error",
+    "sample_errors",
     "save_error_heatmap",
+    "std_s",
+    "topk_overlap",
 ]

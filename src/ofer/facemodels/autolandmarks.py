@@ -1,33 +1,33 @@
-"""Automatic landmark embedding and face region for a head mesh.
+"""Automatic landmark embedding and face region for a head mesh: a build step, not part of loading.
 
 The mesh is rendered from the front (orthographic, Lambert-shaded, painted eyes), the MediaPipe
 Face Landmarker finds its 478 points in the picture, and each point is mapped back to the
 triangle under it and its barycentric coordinates. The iBUG-68 points are then taken from the
-478 through :data:`MEDIAPIPE_TO_IBUG68`, a fixed correspondence between the two landmark
-conventions (independent of any mesh). The face region is the set of skin vertices seen from
-the front whose projection falls inside MediaPipe's face oval.
+478 through the front end's fixed correspondence between the two landmark conventions
+(:mod:`ofer.frontend.landmark_tables`, independent of any mesh). The face region is the set of
+skin vertices seen from the front whose projection falls inside MediaPipe's face oval.
+
+This is the one module of :mod:`ofer.facemodels` that uses higher layers (the renderer and the
+front end's MediaPipe landmarker and tables). It imports them inside its functions, and
+:mod:`ofer.facemodels.anny_head` imports this module only when its shipped build data
+(``data/default_head_landmarks.npz``, this step's result saved by ``scripts/build_head_landmarks.py``)
+does not fit the installed ``anny``: MediaPipe's float output differs in the last bits between CPUs
+and versions, and the landmarks shape the head's fingerprint.
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import FaceModelError
-from ..render.raster_numpy import Fragments, rasterize
 
-# MediaPipe face-mesh point for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35,
-# eyes 36-47, outer lips 48-59, inner lips 60-67). "Right" = the subject's right.
-MEDIAPIPE_TO_IBUG68 = (
-    127, 234, 93, 132, 58, 172, 136, 150, 152, 379, 365, 397, 288, 361, 323, 454, 356,
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
-    168, 197, 5, 4, 98, 97, 2, 326, 327,
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
-    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
-    78, 82, 13, 312, 308, 317, 14, 87,
-)
+if TYPE_CHECKING:  # the rasteriser's result type, for annotations only
+    from ..render.fragments import Fragments
+
 RENDER_SIZE = 512
 SKIN_RGB = np.array([0.80, 0.62, 0.52])
 
@@ -41,6 +41,14 @@ def face_landmarker_model() -> Path:
     if not path.is_file():
         raise FaceModelError(f"MediaPipe model not found at {path}")
     return path
+
+
+def ibug68_from_mediapipe_table() -> tuple[int, ...]:
+    """The MediaPipe point (of the 478) for each iBUG-68 landmark, from the front end's one table."""
+    from ..frontend import landmark_tables
+
+    # The front end names its table IBUG68_FROM_MEDIAPIPE; older trees call it MEDIAPIPE_TO_IBUG68.
+    return tuple(getattr(landmark_tables, "IBUG68_FROM_MEDIAPIPE", None) or landmark_tables.MEDIAPIPE_TO_IBUG68)
 
 
 def frontal_view(vertices: np.ndarray, size: int = RENDER_SIZE, margin: float = 0.08) -> tuple[np.ndarray, float]:
@@ -136,13 +144,15 @@ def define_landmarks(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """
     vertices = arrays["v_template"].astype(np.float64)
     faces = arrays["faces"].astype(np.int64)
+    from ..render.raster_numpy import rasterize
+
     part = arrays.get("part", np.zeros(len(vertices), dtype=np.int8))
     screen, scale = frontal_view(vertices)
     frags = rasterize(screen, faces, RENDER_SIZE, RENDER_SIZE)
     image = shade_frontal(vertices, faces, part, frags)
     points = detect_mediapipe(image)
     mp_tri, mp_bary = pixels_to_embedding(points, frags)
-    ibug = list(MEDIAPIPE_TO_IBUG68)
+    ibug = list(ibug68_from_mediapipe_table())
     inside = face_oval_mask(points, RENDER_SIZE, RENDER_SIZE)
     cols = np.clip(screen[:, 0].astype(int), 0, RENDER_SIZE - 1)
     rows = np.clip(screen[:, 1].astype(int), 0, RENDER_SIZE - 1)

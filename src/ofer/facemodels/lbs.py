@@ -3,7 +3,7 @@
 Conventions (as in SMPL/FLAME and the ``smplx`` package):
 
 - Rotations are axis-angle vectors (direction = axis, norm = angle in radians), turned into
-  matrices by :func:`batch_rodrigues`.
+  matrices by :func:`ofer.geometry.rodrigues`.
 - ``parents[j]`` is the parent joint of joint ``j`` (``-1`` for the root) and every parent comes
   before its children (``parents[j] < j``).
 - Pose correctives are linear in the flattened ``(R_j - I)`` of all non-root joints, so a model
@@ -16,49 +16,7 @@ from __future__ import annotations
 
 import torch
 
-# Below this squared angle, sin(t)/t and (1-cos t)/t^2 are evaluated by their Taylor series.
-_SMALL_ANGLE_SQ = 1e-8
-
-
-def _skew(vectors: torch.Tensor) -> torch.Tensor:
-    """Cross-product matrices: ``_skew(v) @ u == cross(v, u)``.
-
-    Args:
-        vectors: (N, 3).
-    Returns:
-        (N, 3, 3).
-    """
-    x, y, z = vectors.unbind(-1)
-    zero = torch.zeros_like(x)
-    rows = (
-        torch.stack((zero, -z, y), dim=-1),
-        torch.stack((z, zero, -x), dim=-1),
-        torch.stack((-y, x, zero), dim=-1),
-    )
-    return torch.stack(rows, dim=-2)
-
-
-def batch_rodrigues(rot_vecs: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices from axis-angle vectors (Rodrigues' formula).
-
-    ``R = I + sin(t)/t K + (1 - cos t)/t^2 K^2`` with ``K`` the cross-product matrix of the
-    (unnormalised) vector and ``t`` its norm; small angles use Taylor series, so the result and
-    its gradient are exact and finite at zero.
-
-    Args:
-        rot_vecs: (N, 3) axis-angle vectors.
-    Returns:
-        (N, 3, 3) rotation matrices.
-    """
-    angle_sq = (rot_vecs * rot_vecs).sum(dim=-1, keepdim=True)  # (N, 1)
-    small = angle_sq < _SMALL_ANGLE_SQ
-    safe_sq = torch.where(small, torch.ones_like(angle_sq), angle_sq)
-    angle = safe_sq.sqrt()
-    sin_term = torch.where(small, 1.0 - angle_sq / 6.0, torch.sin(angle) / angle)
-    cos_term = torch.where(small, 0.5 - angle_sq / 24.0, (1.0 - torch.cos(angle)) / safe_sq)
-    skew = _skew(rot_vecs)  # (N, 3, 3)
-    eye = torch.eye(3, dtype=rot_vecs.dtype, device=rot_vecs.device)
-    return eye + sin_term[..., None] * skew + cos_term[..., None] * (skew @ skew)
+from ..geometry import rodrigues
 
 
 def blend_shapes(betas: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
@@ -172,7 +130,7 @@ def lbs(
     batch = betas.shape[0]
     v_shaped = v_template + blend_shapes(betas, shapedirs)  # (B, V, 3)
     rest_joints = vertices2joints(J_regressor, v_shaped)  # (B, J, 3)
-    rot_mats = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, -1, 3, 3)  # (B, J, 3, 3)
+    rot_mats = rodrigues(pose.reshape(batch, -1, 3))  # (B, J, 3, 3)
     pose_offsets = (pose_features(rot_mats) @ posedirs).reshape(batch, -1, 3)  # (B, V, 3)
     v_posed = v_shaped + pose_offsets
     joints, rel_transforms = batch_rigid_transform(rot_mats, rest_joints, parents)

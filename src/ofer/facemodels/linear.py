@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from ..errors import FaceModelError
+from ..geometry import rodrigues
 from .base import FaceModel, PriorSample
-from .lbs import batch_rodrigues
 
 UNIT_SCALE = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001}
 
@@ -120,11 +120,14 @@ class LinearFaceModel(FaceModel):
     """Linear (or piecewise-linear in identity) blendshape model with a global rotation.
 
     ``pose`` is (B, 3): an axis-angle rotation of the whole head about ``rotation_center``.
+    There is no jaw joint (``jaw_dim = 0``): the expression generator's code is the expression,
+    and :meth:`split_code` returns a zero pose.
     """
 
     name = "linear"
 
-    def __init__(self, arrays: dict[str, np.ndarray], spec: str, name: Optional[str] = None):
+    def __init__(self, arrays: dict[str, np.ndarray], spec: str, name: Optional[str] = None,
+                 options: Optional[dict] = None):
         v_template = arrays["v_template"].astype(np.float32)
         units = str(arrays["units"]) if "units" in arrays else guess_units(v_template)
         if units not in UNIT_SCALE:
@@ -156,6 +159,7 @@ class LinearFaceModel(FaceModel):
             jaw_dim=0,
             shape_names=[str(s) for s in arrays["shape_names"]] if "shape_names" in arrays else None,
             expression_names=[str(s) for s in arrays["expression_names"]] if "expression_names" in arrays else None,
+            options=options,
         )
         if name:
             self.name = name
@@ -212,16 +216,26 @@ class LinearFaceModel(FaceModel):
         vertices = self.v_template + self.identity_offsets(shape)
         vertices = vertices + torch.einsum("be,vce->bvc", expression, self.exprdirs)
         if torch.any(pose != 0):
-            rot = batch_rodrigues(pose)  # (B, 3, 3)
+            rot = rodrigues(pose)  # (B, 3, 3)
             vertices = (vertices - self.rotation_center) @ rot.transpose(1, 2) + self.rotation_center
         return vertices, None
 
-    def clamp_coefficients(self, shape: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shape to the prior's [lo, hi]; blendshape weights to [0, 1]."""
-        shape = torch.maximum(torch.minimum(shape, self.shape_hi.to(shape)), self.shape_lo.to(shape))
-        if self.expression_prior == "blendshape":
-            expression = expression.clamp(0.0, 1.0)
-        return shape, expression
+    def content_arrays(self) -> dict[str, torch.Tensor]:
+        arrays = {"v_template": self.v_template, "shapedirs": self.shapedirs, "exprdirs": self.exprdirs,
+                  "rotation_center": self.rotation_center}
+        if self.piecewise:
+            arrays["shapedirs_neg"] = self.shapedirs_neg
+        return arrays
+
+    def clamp_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """(..., S) identity coefficients clipped to the prior's [shape_lo, shape_hi]."""
+        self._check_last(shape, "shape", self.shape_dim)
+        return torch.maximum(torch.minimum(shape, self.shape_hi.to(shape)), self.shape_lo.to(shape))
+
+    def clamp_expression(self, code: torch.Tensor) -> torch.Tensor:
+        """(..., E) codes: blendshape weights clipped to [0, 1]; a gaussian expression prior is left as is."""
+        self._check_last(code, "code", self.code_dim)
+        return code.clamp(0.0, 1.0) if self.expression_prior == "blendshape" else code
 
     def sample_prior(self, n: int, generator: Optional[torch.Generator] = None, expression: bool = False) -> PriorSample:
         shape = torch.randn(n, self.shape_dim, generator=generator) * self.shape_std.cpu()
@@ -237,7 +251,11 @@ class LinearFaceModel(FaceModel):
         return PriorSample(shape=shape.to(self.device), expression=expr.to(self.device), pose=pose.to(self.device))
 
 
-def load_npz(path: str | Path, name: Optional[str] = None, spec: Optional[str] = None) -> LinearFaceModel:
-    """Load a generic linear face model from ``path`` (see the module docstring for the keys)."""
+def load_npz(path: str | Path, name: Optional[str] = None) -> LinearFaceModel:
+    """Load a generic linear face model from ``path`` (see the module docstring for the keys).
+
+    ``name`` overrides the model's display name (recorded in its ``options``).
+    """
     path = Path(path).expanduser()
-    return LinearFaceModel(_read_npz(path), spec=spec or f"npz:{path}", name=name)
+    options = {"name": str(name)} if name else {}
+    return LinearFaceModel(_read_npz(path), spec=f"npz:{path}", name=name, options=options)

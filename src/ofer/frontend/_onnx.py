@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from functools import cache
 from pathlib import Path
 
 from ..errors import OferError
 
 _LOCK = threading.Lock()
+_SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
 
 
 def package_dir(package: str, pip_name: str) -> Path:
@@ -45,30 +45,37 @@ def num_threads() -> int:
     return max(1, min(8, cpus))
 
 
-@cache
 def session(path: str | Path, outputs: tuple[str, ...] = ()):
-    """One ``onnxruntime.InferenceSession`` per model file, created on first use and reused.
+    """One ``onnxruntime.InferenceSession`` per model file (and ``outputs``), created on first use and reused.
 
     Sessions use the CPU (CUDA when onnxruntime-gpu provides it), ``num_threads()`` intra-op threads,
     one inter-op thread and sequential execution, and only log errors. With ``outputs``, the graph's
     outputs are replaced by these intermediate tensors (float32) before loading, so ONNX Runtime drops
-    the nodes that only fed the original outputs (see :func:`with_graph_outputs`).
+    the nodes that only fed the original outputs (see :func:`with_graph_outputs`). Thread-safe: threads
+    asking at once get the same session.
     """
+    key = (str(path), tuple(outputs))
     with _LOCK:
-        try:
-            import onnxruntime as ort
-        except ModuleNotFoundError:
-            raise OferError("the 'onnxruntime' package is not installed (pip install onnxruntime)") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        available = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        source = with_graph_outputs(Path(path).read_bytes(), outputs) if outputs else str(path)
-        return ort.InferenceSession(source, sess_options=options, providers=providers)
+        if key not in _SESSIONS:
+            _SESSIONS[key] = _new_session(Path(path), key[1])
+        return _SESSIONS[key]
+
+
+def _new_session(path: Path, outputs: tuple[str, ...]):
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError:
+        raise OferError("the 'onnxruntime' package is not installed (pip install onnxruntime)") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    source = with_graph_outputs(path.read_bytes(), outputs) if outputs else str(path)
+    return ort.InferenceSession(source, sess_options=options, providers=providers)
 
 
 # --- a minimal protobuf writer/reader, enough to change the outputs of an ONNX ModelProto --------------

@@ -1,10 +1,11 @@
 """Face crops: the ArcFace 112x112 alignment and the square appearance crop.
 
 - :func:`align_arcface`: least-squares similarity transform (rotation, uniform scale, translation; no
-  shear, no reflection; Umeyama 1991) of the detector's 5 keypoints onto :data:`ARCFACE_TEMPLATE`,
-  then an affine warp (bilinear; outside the image is black, as in insightface's ``norm_crop``).
-  When the face is shrunk by more than 2x the source region is first reduced with area averaging
-  (``antialias=True``), which avoids the aliasing of a plain bilinear warp on large photos.
+  shear, no reflection; :func:`ofer.geometry.umeyama`) of the detector's 5 keypoints onto
+  :data:`ARCFACE_TEMPLATE`, then an affine warp (bilinear; outside the image is black, as in
+  insightface's ``norm_crop``). When the face is shrunk by more than 2x the source region is first
+  reduced with area averaging (``antialias=True``), which avoids the aliasing of a plain bilinear warp
+  on large photos.
 - :func:`crop_appearance`: the square of side 1.6 x mean(box width, box height) centred on the
   detector box, resized to ``size`` (area averaging when shrinking, bilinear when enlarging). Where the
   square leaves the image it is padded with black (``border="constant"``, the default: no invented
@@ -15,6 +16,8 @@
 from __future__ import annotations
 
 import numpy as np
+
+from ..geometry import similarity_matrix, umeyama
 
 # The standard 5-point ArcFace template for 112x112 crops (insightface ``arcface_dst``), x, y pixels:
 # image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
@@ -31,24 +34,6 @@ ARCFACE_TEMPLATE = np.array(
 ARCFACE_SIZE = 112
 APPEARANCE_SIZE = 224
 APPEARANCE_SCALE = 1.6
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x3 matrix M of the similarity (s R, t) minimising sum |s R src_i + t - dst_i|^2 (Umeyama)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_src, mu_dst = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - mu_src, dst - mu_dst
-    cov = dst_c.T @ src_c / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0  # no reflection
-    rotation = u @ np.diag(d) @ vt
-    var_src = (src_c**2).sum() / len(src)
-    scale = float((sigma * d).sum() / var_src) if var_src > 0 else 1.0
-    translation = mu_dst - scale * rotation @ mu_src
-    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -101,7 +86,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int, antialias: boo
 def arcface_matrix(keypoints: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
     """2x3 similarity from image pixels to the ArcFace crop (template scaled to ``size``)."""
     keypoints = np.asarray(keypoints, dtype=np.float64).reshape(5, 2)
-    return similarity_transform(keypoints, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE))
+    return similarity_matrix(*umeyama(keypoints, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)))
 
 
 def align_arcface(

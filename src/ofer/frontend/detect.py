@@ -17,6 +17,7 @@ the image-left eye is the subject's right eye).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -229,11 +230,13 @@ def main_face(detections: list[Detection], image_shape: tuple[int, ...]) -> int 
 
 
 _DEFAULT: FaceDetector | None = None
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_detector() -> FaceDetector:
-    """The shared detector with default thresholds."""
+    """The shared detector with default thresholds (created on first call)."""
     global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = FaceDetector()
-    return _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = FaceDetector()
+        return _DEFAULT

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
 from ..errors import InputError
+from .atomic import atomic_path
 
 UNITS = {"m": 1.0, "mm": 1000.0}
 FORMATS = (".ply", ".obj")
@@ -41,15 +40,8 @@ def save_mesh(path: str | Path, vertices, faces, units: str = "m", vertex_colors
         vertex_colors=None if vertex_colors is None else _as_numpy(vertex_colors),
         process=False,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         mesh.export(tmp, file_type=path.suffix.lower()[1:])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -31,12 +31,15 @@ Defects of the public code deliberately not reproduced: unregistered attention p
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+import numbers
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import Config, require, require_choice, require_int
 
 NORMS = ("group", "layer")
 
@@ -59,23 +62,52 @@ def make_norm(kind: str, width: int, max_groups: int = 8) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
+def check_device(device: torch.device, **tensors: Optional[torch.Tensor]) -> None:
+    """ValueError unless every given tensor is on the network's ``device`` (no silent copies)."""
+    for name, tensor in tensors.items():
+        if tensor is not None and tensor.device != device:
+            raise ValueError(f"{name} is on {tensor.device} but the network is on {device}; move one of them")
+
+
+def integral(value):
+    """``value`` as a Python int when it is an integer of any kind (e.g. NumPy's), else unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def require_widths(widths, name: str = "widths") -> list[int]:
+    """``widths`` as a non-empty list of positive ints, else a one-line ConfigError."""
+    values = [integral(w) for w in widths] if isinstance(widths, (list, tuple)) else []
+    ok = values and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in values)
+    require(bool(ok), f"{name} must be a non-empty list of positive integers, got {widths!r}")
+    return values
+
+
+def require_dropout(value) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value < 1.0
+    require(ok, f"dropout must be a number in [0, 1), got {value!r}")
+
+
 @dataclass
-class DenoiserConfig:
-    """Architecture of a :class:`Denoiser` (saved with a checkpoint).
+class DenoiserConfig(Config):
+    """Architecture of a :class:`Denoiser` (saved with a checkpoint); validated when built.
 
     Attributes:
-        input_dim: D, length of the coefficient vector (IdGen: shape dim; ExpGen: expression + jaw dims).
-        cond_dim: C, length of the condition (IdGen: 512 ArcFace; ExpGen: identity + appearance); 0 = unconditional.
-        widths: feature widths per level, top to bottleneck; ``None`` -> ``[input_dim, 50, 10]``.
-        time_embed_dim: sinusoidal features of the timestep and width of the time MLP (512).
-        dropout: dropout inside the residual blocks.
+        input_dim: D >= 1, length of the coefficient vector (IdGen: shape dim; ExpGen: expression + jaw dims).
+        cond_dim: C >= 0, length of the condition (IdGen: 512 ArcFace; ExpGen: identity + appearance);
+            0 = unconditional.
+        widths: positive feature widths per level, top to bottleneck; ``None`` -> ``[input_dim, 50, 10]``.
+        time_embed_dim: sinusoidal features of the timestep and width of the time MLP (512; even).
+        dropout: dropout inside the residual blocks, in [0, 1).
         norm: ``"group"`` (GroupNorm, at most ``num_groups`` groups of >= 4 features) or ``"layer"``.
-        num_groups: upper bound on GroupNorm groups.
+        num_groups: upper bound on GroupNorm groups (>= 1).
         attn_dim: token width inside the attention blocks.
         attn_heads: attention heads (must divide ``attn_dim``).
-        attn_tokens: tokens the hidden vector is projected into.
-        attn_cond_tokens: tokens the condition is projected into (ignored when cond_dim = 0).
-        out_norm: normalise before the output layer (False; True only for runs saved before 0.2).
+        attn_tokens: tokens the hidden vector is projected into (>= 1).
+        attn_cond_tokens: tokens the condition is projected into (>= 0; ignored when cond_dim = 0).
+        out_norm: normalise before the output layer (False; True only for runs saved before 0.2,
+            which is what :meth:`from_dict` assumes when the key is missing).
     """
 
     input_dim: int
@@ -92,24 +124,36 @@ class DenoiserConfig:
     out_norm: bool = False
 
     def __post_init__(self):
-        self.input_dim, self.cond_dim = int(self.input_dim), int(self.cond_dim)
-        if self.widths is None:
+        for name in ("input_dim", "cond_dim", "time_embed_dim", "num_groups", "attn_dim", "attn_heads",
+                     "attn_tokens", "attn_cond_tokens"):
+            setattr(self, name, integral(getattr(self, name)))
+        if self.widths is None and isinstance(self.input_dim, int):
             self.widths = [self.input_dim, 50, 10]
-        self.widths = [int(w) for w in self.widths]
-        if self.input_dim < 1 or self.cond_dim < 0:
-            raise ValueError(f"need input_dim >= 1 and cond_dim >= 0, got {self.input_dim}, {self.cond_dim}")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths must be a non-empty list of positive ints, got {self.widths}")
-        if self.time_embed_dim < 2 or self.time_embed_dim % 2:
-            raise ValueError(f"time_embed_dim must be even and >= 2, got {self.time_embed_dim}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.attn_dim % self.attn_heads:
-            raise ValueError(f"attn_heads ({self.attn_heads}) must divide attn_dim ({self.attn_dim})")
-        if self.attn_tokens < 1 or self.attn_cond_tokens < 0:
-            raise ValueError("need attn_tokens >= 1 and attn_cond_tokens >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
+
+    def validate(self) -> None:
+        require_int(self.input_dim, "input_dim", minimum=1)
+        require_int(self.cond_dim, "cond_dim", minimum=0)
+        self.widths = require_widths(self.widths)
+        require_int(self.time_embed_dim, "time_embed_dim", minimum=2)
+        require(self.time_embed_dim % 2 == 0, f"time_embed_dim must be even, got {self.time_embed_dim}")
+        require_dropout(self.dropout)
+        require_choice(self.norm, "norm", NORMS)
+        require_int(self.num_groups, "num_groups", minimum=1)
+        require_int(self.attn_dim, "attn_dim", minimum=1)
+        require_int(self.attn_heads, "attn_heads", minimum=1)
+        require(self.attn_dim % self.attn_heads == 0,
+                f"attn_heads ({self.attn_heads}) must divide attn_dim ({self.attn_dim})")
+        require_int(self.attn_tokens, "attn_tokens", minimum=1)
+        require_int(self.attn_cond_tokens, "attn_cond_tokens", minimum=0)
+        require(isinstance(self.out_norm, bool), f"out_norm must be true or false, got {self.out_norm!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config") -> "DenoiserConfig":
+        """Strict :meth:`Config.from_dict`; a config without ``out_norm`` predates it and had the norm."""
+        if isinstance(data, dict) and "out_norm" not in data:
+            data = {**data, "out_norm": True}
+        return super().from_dict(data, where)
 
     @classmethod
     def for_idgen(cls, shape_dim: int, cond_dim: int = 512, **overrides) -> "DenoiserConfig":
@@ -131,19 +175,6 @@ class DenoiserConfig:
         d = int(expression_dim) + int(jaw_dim)
         overrides.setdefault("widths", [d, 25, 10])
         return cls(input_dim=d, cond_dim=int(identity_dim) + int(appearance_dim), **overrides)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DenoiserConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in known and not k.startswith("_")]
-        if unknown:
-            raise ValueError(f"unknown denoiser config keys: {sorted(unknown)}")
-        values = {k: v for k, v in data.items() if k in known}
-        values.setdefault("out_norm", True)  # configs saved before the option had the norm
-        return cls(**values)
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -294,6 +325,7 @@ class Denoiser(nn.Module):
         cfg = self.config
         if x.ndim != 2 or x.shape[1] != cfg.input_dim:
             raise ValueError(f"x must be (B, {cfg.input_dim}), got {tuple(x.shape)}")
+        check_device(self.out.weight.device, x=x, cond=cond if cfg.cond_dim > 0 else None)
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device).reshape(-1)
         if t.numel() == 1:

@@ -19,25 +19,26 @@ the set. Inference picks the argmax (ties -> first).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .denoiser import num_groups_for
+from ..config import Config, require_int
+from .denoiser import check_device, integral, num_groups_for, require_dropout, require_widths
 
 
 @dataclass
-class IdRankConfig:
-    """Architecture of :class:`IdRank`.
+class IdRankConfig(Config):
+    """Architecture of :class:`IdRank`; validated when built.
 
     Attributes:
-        num_vertices: V', the number of front-face vertices (FLAME: 1785).
-        cond_dim: length of the condition (the paper's 1024 = ArcFace 512 || FaRL 512).
-        widths: hidden layer widths (the paper's [4096, 1024, 256, 64]).
+        num_vertices: V' >= 1, the number of front-face vertices (FLAME: 1785).
+        cond_dim: length of the condition, >= 0 (the paper's 1024 = ArcFace 512 || FaRL 512).
+        widths: positive hidden layer widths (the paper's [4096, 1024, 256, 64]).
         num_groups: upper bound on GroupNorm groups per layer (>= 4 features per group).
-        dropout: alpha-dropout after each hidden layer (SELU-compatible).
+        dropout: alpha-dropout after each hidden layer (SELU-compatible), in [0, 1).
     """
 
     num_vertices: int
@@ -46,28 +47,18 @@ class IdRankConfig:
     num_groups: int = 8
     dropout: float = 0.0
 
-    def __post_init__(self):
-        self.num_vertices, self.cond_dim = int(self.num_vertices), int(self.cond_dim)
-        self.widths = [int(w) for w in self.widths]
-        if self.num_vertices < 1 or self.cond_dim < 0 or not self.widths or min(self.widths) < 1:
-            raise ValueError(f"invalid IdRank config: {self}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    def validate(self) -> None:
+        self.num_vertices, self.cond_dim, self.num_groups = (
+            integral(v) for v in (self.num_vertices, self.cond_dim, self.num_groups))
+        require_int(self.num_vertices, "num_vertices", minimum=1)
+        require_int(self.cond_dim, "cond_dim", minimum=0)
+        self.widths = require_widths(self.widths)
+        require_int(self.num_groups, "num_groups", minimum=1)
+        require_dropout(self.dropout)
 
     @property
     def input_dim(self) -> int:
         return 2 * 3 * self.num_vertices
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "IdRankConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in known and not k.startswith("_")]
-        if unknown:
-            raise ValueError(f"unknown IdRank config keys: {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class GatedLayer(nn.Module):
@@ -113,11 +104,11 @@ class IdRank(nn.Module):
         Sets ``mean_shape`` = mean vertex positions, ``mean_scale`` = RMS of set means around it,
         ``residual_scale`` = RMS of the candidates around their set mean (both floored at ``min_scale_mm``).
         """
-        x = front_vertices_mm.to(self.mean_shape)
-        self._check(x)
+        self._check(front_vertices_mm)
+        x = front_vertices_mm.to(self.mean_shape.dtype)
         mu = x.mean(dim=1)  # (B, V', 3)
         shape = mu.mean(dim=0)
-        mean_scale = (mu - shape).pow(2).mean().sqrt() if x.shape[0] > 1 else torch.ones(())
+        mean_scale = (mu - shape).pow(2).mean().sqrt() if x.shape[0] > 1 else x.new_ones(())
         residual_scale = (x - mu[:, None]).pow(2).mean().sqrt()
         self.mean_shape.copy_(shape)
         self.mean_scale.copy_(mean_scale.clamp_min(min_scale_mm))
@@ -127,6 +118,7 @@ class IdRank(nn.Module):
         v = self.config.num_vertices
         if x.ndim != 4 or x.shape[2:] != (v, 3):
             raise ValueError(f"front vertices must be (B, N, {v}, 3), got {tuple(x.shape)}")
+        check_device(self.mean_shape.device, front_vertices=x)
 
     def features(self, front_vertices_mm: torch.Tensor) -> torch.Tensor:
         """(B, N, V', 3) candidates -> (B, N, 2*3*V') normalised (set mean, residual) pairs."""
@@ -154,6 +146,7 @@ class IdRank(nn.Module):
             if cond is None or cond.shape != (B, self.config.cond_dim):
                 got = None if cond is None else tuple(cond.shape)
                 raise ValueError(f"cond must be ({B}, {self.config.cond_dim}), got {got}")
+            check_device(h.device, cond=cond)
             cond = cond.to(h.dtype)
         for layer in self.layers:
             gs = None

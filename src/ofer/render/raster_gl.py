@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from ..errors import OferError
-from .raster_torch import Fragments, fragments_from_ids
+from .fragments import Fragments
+from .raster_torch import fragments_from_ids
 
 EXPAND_PX = 1.0 / 256
 EGL_HELP = "headless OpenGL (EGL) is unavailable: install the Debian packages libegl1 and libgl1-mesa-dri"

@@ -1,33 +1,16 @@
 """A small exact z-buffer rasteriser in NumPy (reference backend; no GPU, no gradients).
 
 Screen convention: x to the right, y downwards, pixel centres at integer + 0.5;
-smaller depth = closer to the camera.
+smaller depth = closer to the camera. ``Fragments`` is re-exported here for older imports.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .fragments import Fragments
 
-@dataclass
-class Fragments:
-    """Per-pixel rasterisation result.
-
-    Attributes:
-        triangle_id: (H, W) int64, -1 for background.
-        barycentric: (H, W, 3) float32 weights of the triangle's corners (0 for background).
-        depth: (H, W) float32, +inf for background.
-    """
-
-    triangle_id: np.ndarray
-    barycentric: np.ndarray
-    depth: np.ndarray
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.triangle_id >= 0
+__all__ = ["Fragments", "rasterize"]
 
 
 def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) -> Fragments:
@@ -37,7 +20,9 @@ def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) ->
         screen: (V, 3) pixel x, pixel y, depth (smaller = closer).
         faces: (F, 3) vertex indices.
     Returns:
-        :class:`Fragments` with the closest triangle per pixel (both windings are drawn).
+        :class:`~ofer.render.fragments.Fragments` of NumPy arrays for this one mesh (no batch
+        dimension): triangle_id (H, W) int64, barycentric (H, W, 3) float32, depth (H, W) float32;
+        the closest triangle per pixel (both windings are drawn).
     """
     tri_id = np.full((height, width), -1, dtype=np.int64)
     bary = np.zeros((height, width, 3), dtype=np.float32)

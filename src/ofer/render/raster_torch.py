@@ -17,32 +17,12 @@ a millimetre for a face's small triangles under perspective.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+
+from .fragments import Fragments
 
 # Candidate (triangle, pixel) pairs evaluated at once; bounds the memory of one step (~100 MB).
 CHUNK_ELEMENTS = 1 << 21
-
-
-@dataclass
-class Fragments:
-    """Per-pixel rasterisation result of a batch (shared by every backend).
-
-    Attributes:
-        triangle_id: (B, H, W) long, index into ``faces``, -1 for background.
-        barycentric: (B, H, W, 3) screen-space weights of the triangle's corners (0 for background).
-        depth: (B, H, W) depth of the closest surface (smaller = closer), +inf for background.
-    """
-
-    triangle_id: torch.Tensor
-    barycentric: torch.Tensor
-    depth: torch.Tensor
-
-    @property
-    def mask(self) -> torch.Tensor:
-        """(B, H, W) bool foreground."""
-        return self.triangle_id >= 0
 
 
 def _bounding_boxes(tri: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
@@ -175,7 +155,8 @@ def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
         screen: (B, V, 3) pixel x, pixel y, depth (smaller = closer); may require grad.
         faces: (F, 3) long, shared by the batch.
     Returns:
-        :class:`Fragments` (B, H, W); barycentric and depth are differentiable in ``screen``.
+        :class:`~ofer.render.fragments.Fragments` of tensors (B, H, W) on ``screen``'s device;
+        barycentric and depth are differentiable in ``screen``.
     """
     faces = faces.to(screen.device).long()
     return fragments_from_ids(screen, faces, rasterize_ids(screen, faces, height, width))

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
+from . import raster_gl
 from .cameras import Cameras
-from .raster_torch import Fragments
+from .fragments import Fragments
+from .raster_torch import TorchRasterizer
 from .shading import ShadedImage, default_sh, vertex_normals
 
 __all__ = ["MeshRenderer", "RenderOutput", "default_sh", "paint_face_model", "vertex_visibility"]
@@ -162,7 +164,8 @@ def paint_face_model(model, skin=SKIN_RGB, iris=(0.30, 0.18, 0.09)) -> torch.Ten
     """
     neutral = model()
     vertices = neutral.vertices[0]
-    albedo = torch.tensor(skin, dtype=vertices.dtype).repeat(vertices.shape[0], 1)
+    like = {"dtype": vertices.dtype, "device": vertices.device}
+    albedo = torch.tensor(skin, **like).repeat(vertices.shape[0], 1)
     part = getattr(model, "part", None)
     if part is None:
         return albedo
@@ -170,12 +173,12 @@ def paint_face_model(model, skin=SKIN_RGB, iris=(0.30, 0.18, 0.09)) -> torch.Ten
         selected = part == eye
         if selected.any():
             albedo[selected] = _eye_colours(vertices[selected], iris)
-    albedo[part == 3] = torch.tensor(TEETH_RGB, dtype=vertices.dtype)
+    albedo[part == 3] = torch.tensor(TEETH_RGB, **like)
     if neutral.landmarks68 is not None:
         lips, mouth = _mouth_weights(vertices, neutral.landmarks68[0])
-        tinted = albedo * torch.tensor(LIP_TINT, dtype=vertices.dtype)
+        tinted = albedo * torch.tensor(LIP_TINT, **like)
         albedo = albedo + (lips * (part == 0))[:, None] * (tinted - albedo)
-        albedo[mouth & (part == 0)] = torch.tensor(MOUTH_RGB, dtype=vertices.dtype)
+        albedo[mouth & (part == 0)] = torch.tensor(MOUTH_RGB, **like)
     return albedo
 
 
@@ -183,9 +186,10 @@ def _eye_colours(eyeball: torch.Tensor, iris) -> torch.Tensor:
     """(N, 3) colours of an eyeball's vertices (N, 3): pupil, iris, sclera by angle from the front."""
     centre = eyeball.mean(0)
     cos_front = torch.nn.functional.normalize(eyeball - centre, dim=-1)[:, 2]
-    colour = torch.tensor(SCLERA_RGB, dtype=eyeball.dtype).repeat(len(eyeball), 1)
-    colour[cos_front > 0.85] = torch.tensor(iris, dtype=eyeball.dtype)
-    colour[cos_front > 0.96] = torch.tensor(PUPIL_RGB, dtype=eyeball.dtype)
+    like = {"dtype": eyeball.dtype, "device": eyeball.device}
+    colour = torch.tensor(SCLERA_RGB, **like).repeat(len(eyeball), 1)
+    colour[cos_front > 0.85] = torch.tensor(iris, **like)
+    colour[cos_front > 0.96] = torch.tensor(PUPIL_RGB, **like)
     return colour
 
 
@@ -207,9 +211,6 @@ def _mouth_weights(vertices: torch.Tensor, landmarks: torch.Tensor) -> tuple[tor
 
 def make_rasterizer(backend: str) -> torch.nn.Module:
     """The rasteriser for ``backend`` (auto, gl, torch); ``gl`` raises OferError without EGL."""
-    from . import raster_gl
-    from .raster_torch import TorchRasterizer
-
     if backend == "torch" or (backend == "auto" and not raster_gl.gl_available()):
         return TorchRasterizer()
     raster_gl.gl_context()

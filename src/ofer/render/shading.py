@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .cameras import Cameras
-from .raster_torch import Fragments
+from .fragments import Fragments
 
 SH_CONSTANTS = (
     0.5 / math.sqrt(math.pi),  # Y0
@@ -162,7 +162,8 @@ class SHShader(torch.nn.Module):
 
     def __init__(self, background: Sequence[float] | torch.Tensor = (0.0, 0.0, 0.0)):
         super().__init__()
-        self.background = torch.as_tensor(background, dtype=torch.float32)
+        # a buffer, so that ``.to(device)`` moves it with the module (not saved in a state dict)
+        self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32), persistent=False)
 
     def forward(
         self,

@@ -1,6 +1,29 @@
-"""Training of OFER's networks: checkpoints with their configuration (here), the epoch loop
-(:mod:`.loop`) and the trainers (:mod:`.train`: ``TrainOptions``, ``train_diffusion``, ``train_idrank``)."""
+"""Training of OFER's networks and the baselines: one trainer per network, registered by name.
 
-from .checkpoint import NETWORKS, RunConfig, load_checkpoint, save_checkpoint
+::
 
-__all__ = ["NETWORKS", "RunConfig", "load_checkpoint", "save_checkpoint"]
+    from ofer import training
+    training.available()                       # ["idgen", "expgen", "idrank", "regressor"]
+    training.train("idgen", data="data/train", run="runs/x", epochs=3, batch_size=64)
+
+Modules: :mod:`.options` (validated option classes, flags for ``ofer train``), :mod:`.registry`,
+:mod:`.common` (data + face model, the RunConfig helper), :mod:`.loop` (epochs, exact resume),
+:mod:`.resume` (what ``--resume`` may change), and one module per trainer (:mod:`.diffusion`,
+:mod:`.idrank`, :mod:`.regressor`). Checkpoints are :mod:`ofer.runs`.
+"""
+
+from . import diffusion, idrank, regressor  # noqa: F401  (register the trainers)
+from .diffusion import ExpGenOptions, IdGenOptions
+from .idrank import IdRankOptions
+from .options import TrainOptions
+from .regressor import RegressorOptions
+from .registry import Trainer, available, get, register
+
+
+def train(name: str, **options) -> list[dict]:
+    """Validate ``options`` for trainer ``name`` and train; returns the log (one dict per epoch)."""
+    return get(name).run(**options)
+
+
+__all__ = ["ExpGenOptions", "IdGenOptions", "IdRankOptions", "RegressorOptions", "TrainOptions", "Trainer",
+           "available", "get", "register", "train"]

@@ -1,9 +1,10 @@
-"""A small epoch loop shared by the three networks: exact resume, JSONL log, loss curve, Ctrl-C.
+"""A small epoch loop shared by every trainer: exact resume, JSONL log, loss curve, Ctrl-C.
 
-Exactness: the batch order of epoch ``e`` comes from a generator seeded with ``(seed, e)``, and
-the training generator (noise, timesteps) plus torch's global RNG (dropout) are saved in every
-checkpoint, so an interrupted run resumed with ``--resume`` continues as if never stopped.
-A checkpoint is written atomically after every epoch, so Ctrl-C always leaves a usable one.
+Exactness: the batch order of epoch ``e`` comes from a CPU generator seeded with ``(seed, e)``,
+and the training generator (noise, timesteps; always on the CPU, so a run draws the same numbers
+on any device) plus torch's RNGs (dropout) are saved in every checkpoint, so an interrupted run
+resumed with ``--resume`` continues as if never stopped. A checkpoint is written atomically after
+every epoch, so Ctrl-C always leaves a usable one. See :mod:`.resume` for what may change.
 """
 
 from __future__ import annotations
@@ -12,31 +13,25 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError
-from .checkpoint import CHECKPOINT_FILE, RunConfig, load_checkpoint, save_checkpoint
+from ..runs import Checkpoint, RunConfig, load_weights, save_checkpoint
+from .options import TrainOptions
+from .resume import announce, applied_changes, check_resumable, set_optimizer_options
 
 LOG_FILE = "log.jsonl"
 CURVE_FILE = "loss.png"
 
-
-@dataclass
-class LoopSettings:
-    epochs: int
-    batch_size: int
-    seed: int
-    resume: bool = False
-    progress: bool = True
+TrainStep = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    """Index batches of one epoch, shuffled reproducibly from (seed, epoch); the last one may be short."""
+    """Index batches (CPU, long) of one epoch, shuffled reproducibly from (seed, epoch); the last may be short."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(num_samples, generator=generator)
     for start in range(0, num_samples, batch_size):
@@ -71,72 +66,104 @@ def plot_loss_curve(folder: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_epochs(
-    folder: Path,
-    config: RunConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    num_samples: int,
-    train_step: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
-    settings: LoopSettings,
-) -> list[dict]:
-    """Train for ``settings.epochs`` epochs (continuing a previous run when ``resume``).
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore(checkpoint: Checkpoint, model, optimizer, generator: torch.Generator, device: torch.device) -> int:
+    """Load weights, optimiser and RNG states; returns the epoch the checkpoint ended."""
+    payload = checkpoint.payload
+    load_weights(model, checkpoint)
+    optimizer.load_state_dict(payload["optimizer"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in payload:
+        torch.cuda.set_rng_state(payload["cuda_rng"], device)
+    return int(payload["epoch"])
+
+
+def _start(folder: Path, config: RunConfig, model, optimizer, generator, options: TrainOptions,
+           checkpoint: Optional[Checkpoint], device: torch.device) -> tuple[int, dict]:
+    """(epoch to continue after, {option: (old, new)} applied) for a fresh or resumed run."""
+    if checkpoint is None:
+        (folder / LOG_FILE).unlink(missing_ok=True)
+        return 0, {}
+    check_resumable(type(options), checkpoint, config)
+    start_epoch = _restore(checkpoint, model, optimizer, generator, device)
+    changes = applied_changes(checkpoint, config)
+    set_optimizer_options(optimizer, options)  # load_state_dict brought back the old lr
+    log = [r for r in read_log(folder) if r["epoch"] <= start_epoch]
+    (folder / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in log))
+    if changes and start_epoch < options.epochs:
+        print(announce(options, changes, start_epoch), file=sys.stderr)
+    return start_epoch, changes
+
+
+def run_epochs(config: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, num_samples: int,
+               train_step: TrainStep, options: TrainOptions, checkpoint: Optional[Checkpoint] = None,
+               device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Train for ``options.epochs`` epochs into ``options.folder`` (continuing ``checkpoint`` if given).
 
     Args:
-        train_step: ``train_step(indices (b,), generator) -> loss`` (scalar, with grad); the loop
-            does backward and the optimiser step.
+        model: already on ``device``; optimizer: over its parameters.
+        train_step: ``train_step(indices (b,) CPU long, generator (CPU)) -> loss`` (scalar, with
+            grad); the loop does backward and the optimiser step.
+        checkpoint: the run to continue (from :func:`~.resume.resume_checkpoint`), or None.
     Returns:
-        The whole log (one dict per epoch).
+        The whole log (one dict per epoch: epoch, loss, seconds, lr; ``resumed`` on the first
+        epoch after a resume that changed options).
     """
+    folder = options.folder
     folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(settings.seed)
-    torch.manual_seed(settings.seed)
-    start_epoch = 0
-    if (folder / CHECKPOINT_FILE).is_file():
-        if not settings.resume:
-            raise CheckpointError(f"{folder}: a run already exists; pass --resume to continue it or choose another -o")
-        _, payload = load_checkpoint(folder, config.network)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        generator.set_state(payload["generator"])
-        torch.set_rng_state(payload["torch_rng"])
-        start_epoch = int(payload["epoch"])
-        log = [r for r in read_log(folder) if r["epoch"] <= start_epoch]
-        (folder / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in log))
-    if start_epoch >= settings.epochs:
-        print(f"{folder.name}: already trained for {start_epoch} epochs (asked {settings.epochs}); nothing to do")
+    generator = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    start_epoch, changes = _start(folder, config, model, optimizer, generator, options, checkpoint, device)
+    if start_epoch >= options.epochs:
+        print(f"{folder.name}: already trained for {start_epoch} epochs (asked {options.epochs}); nothing to do")
         return read_log(folder)
     try:
-        for epoch in range(start_epoch + 1, settings.epochs + 1):
-            model.train()
-            started, total, count = time.perf_counter(), 0.0, 0
-            batches = list(epoch_batches(num_samples, settings.batch_size, settings.seed, epoch))
-            bar = tqdm(batches, desc=f"{config.network} epoch {epoch}/{settings.epochs}", leave=False,
-                       disable=not settings.progress, file=sys.stderr)
-            for indices in bar:
-                loss = train_step(indices, generator)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise CheckpointError(f"{config.network}: loss became {value} at epoch {epoch}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += value * len(indices)
-                count += len(indices)
-                bar.set_postfix(loss=f"{total / count:.4f}")
-            row = {"epoch": epoch, "loss": total / max(1, count), "seconds": round(time.perf_counter() - started, 3)}
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-            }
+        for epoch in range(start_epoch + 1, options.epochs + 1):
+            row = _epoch(config, model, optimizer, num_samples, train_step, options, generator, epoch)
+            if changes:
+                row["resumed"] = {k: [a, b] for k, (a, b) in changes.items()}
+                changes = {}
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "generator": generator.get_state(), **_rng_state(device), "epoch": epoch}
             with open(folder / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             save_checkpoint(folder, config, state)
-            if settings.progress:
-                print(f"{config.network} epoch {epoch}/{settings.epochs}: loss {row['loss']:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)
+            if options.progress:
+                print(f"{config.network} epoch {epoch}/{options.epochs}: loss {row['loss']:.4f} "
+                      f"({row['seconds']:.1f} s)", file=sys.stderr)
     finally:
         plot_loss_curve(folder, f"{config.network} training loss")
     return read_log(folder)
+
+
+def _epoch(config: RunConfig, model, optimizer, num_samples: int, train_step: TrainStep, options: TrainOptions,
+           generator: torch.Generator, epoch: int) -> dict:
+    """One pass over the data; returns its log row."""
+    model.train()
+    started, total, count = time.perf_counter(), 0.0, 0
+    batches = list(epoch_batches(num_samples, options.batch_size, options.seed, epoch))
+    bar = tqdm(batches, desc=f"{config.network} epoch {epoch}/{options.epochs}", leave=False,
+               disable=not options.progress, file=sys.stderr)
+    for indices in bar:
+        loss = train_step(indices, generator)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise CheckpointError(f"{config.network}: loss became {value} at epoch {epoch}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += value * len(indices)
+        count += len(indices)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return {"epoch": epoch, "loss": total / max(1, count), "seconds": round(time.perf_counter() - started, 3),
+            "lr": optimizer.param_groups[0]["lr"]}
+
+
+__all__ = ["CURVE_FILE", "LOG_FILE", "epoch_batches", "plot_loss_curve", "read_log", "run_epochs"]

@@ -22,10 +22,18 @@ import torch
 from ..errors import CheckpointError
 
 
-def _tensor(values, name: str, where) -> torch.Tensor:
+def _tensor(values, name: str, where, ndim: int = 1) -> torch.Tensor:
+    """A saved list as a float32 tensor with ``ndim`` dimensions; CheckpointError naming it otherwise."""
     if values is None:
         raise CheckpointError(f"{where}: checkpoint lacks normalisation '{name}'")
-    return torch.as_tensor(values, dtype=torch.float32)
+    try:
+        tensor = torch.as_tensor(values, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckpointError(f"{where}: normalisation '{name}' is not a list of numbers") from None
+    if tensor.ndim != ndim or not torch.isfinite(tensor).all():
+        raise CheckpointError(f"{where}: normalisation '{name}' must be a finite {ndim}-D list, "
+                              f"got shape {tuple(tensor.shape)}")
+    return tensor
 
 
 @dataclass
@@ -47,13 +55,23 @@ class Normalizer:
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.std + self.mean
 
+    def to(self, device) -> "Normalizer":
+        return Normalizer(self.mean.to(device), self.std.to(device))
+
     def to_dict(self, prefix: str) -> dict:
         return {f"{prefix}_mean": self.mean.tolist(), f"{prefix}_std": self.std.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict, prefix: str, where) -> "Normalizer":
-        return cls(_tensor(data.get(f"{prefix}_mean"), f"{prefix}_mean", where),
-                   _tensor(data.get(f"{prefix}_std"), f"{prefix}_std", where))
+        """Read ``{prefix}_mean`` and ``{prefix}_std`` (D,) from a checkpoint's normalisation record."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: normalisation must be a mapping, got {type(data).__name__}")
+        mean = _tensor(data.get(f"{prefix}_mean"), f"{prefix}_mean", where)
+        std = _tensor(data.get(f"{prefix}_std"), f"{prefix}_std", where)
+        if mean.shape != std.shape or not (std > 0).all():
+            raise CheckpointError(f"{where}: normalisation '{prefix}' needs a mean and a positive std of one "
+                                  f"length, got {len(mean)} and {len(std)}")
+        return cls(mean, std)
 
 
 def domain_directions(embeddings: torch.Tensor, count: int) -> torch.Tensor:
@@ -110,6 +128,9 @@ class ConditionNormalizer:
     def __call__(self, cond: torch.Tensor) -> torch.Tensor:
         return self.norm(self.project(cond.float()))
 
+    def to(self, device) -> "ConditionNormalizer":
+        return ConditionNormalizer(self.norm.to(device), self.directions.to(device), self.identity_dim)
+
     def to_dict(self) -> dict:
         return {**self.norm.to_dict("cond"), "cond_domain_directions": self.directions.tolist(),
                 "cond_identity_dim": self.identity_dim}
@@ -120,8 +141,11 @@ class ConditionNormalizer:
         directions: Optional[list] = data.get("cond_domain_directions")
         if not directions:  # runs saved before the projection existed
             return cls(norm, torch.zeros(0, len(norm.mean)), 0)
-        directions_t = _tensor(directions, "cond_domain_directions", where)
-        identity_dim = int(data.get("cond_identity_dim", directions_t.shape[1]))
-        if directions_t.ndim != 2 or directions_t.shape[1] != identity_dim or identity_dim > len(norm.mean):
-            raise CheckpointError(f"{where}: inconsistent condition normalisation (directions {tuple(directions_t.shape)})")
+        directions_t = _tensor(directions, "cond_domain_directions", where, ndim=2)
+        identity_dim = data.get("cond_identity_dim", directions_t.shape[1])
+        if not isinstance(identity_dim, int) or isinstance(identity_dim, bool):
+            raise CheckpointError(f"{where}: cond_identity_dim must be an integer, got {identity_dim!r}")
+        if directions_t.shape[1] != identity_dim or identity_dim > len(norm.mean):
+            raise CheckpointError(f"{where}: inconsistent condition normalisation "
+                                  f"(directions {tuple(directions_t.shape)})")
         return cls(norm, directions_t, identity_dim)

@@ -4,22 +4,34 @@
 ``summary.json``, ``preview.png`` and ``uncertainty.png``. Everything is first written to a
 temporary sibling folder that replaces the old one at the end, so a failure never leaves a
 half-written or destroyed result behind.
+
+Safety: result names are sanitised and unique within a call (:func:`result_names`), and a result
+folder is only ever replaced if ``ofer`` wrote it (it holds :data:`MARKER`); any other existing
+folder or file of that name is left alone and the image is reported as an error.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..errors import OferError
+from ..io.atomic import replace_dir
 from ..io.mesh import save_mesh
-from .ofer import Reconstruction
+from ..render.cameras import look_at_face
+from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
+from ..render.shading import SHShader
+from .base import Method, Reconstruction
+
+MARKER = ".ofer-result"  # present in every folder written by write_reconstruction
 
 VIEWS = {"front": 0.0, "side": 55.0}
 TILE = 192
@@ -28,10 +40,6 @@ FIELD_M = 0.26
 
 def render_views(model, vertices: np.ndarray, colours: np.ndarray | None = None, size: int = TILE) -> dict[str, np.ndarray]:
     """Shaded renders (H, W, 3) uint8 of meshes (K, V, 3) from the front and the side: {view: (K, H, W, 3)}."""
-    from ..render.cameras import look_at_face
-    from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
-    from ..render.shading import SHShader
-
     renderer = MeshRenderer(make_rasterizer("auto"), SHShader(background=(1.0, 1.0, 1.0)))
     verts = torch.as_tensor(vertices, dtype=torch.float32)
     with torch.no_grad():
@@ -89,55 +97,83 @@ def uncertainty_image(model, rec: Reconstruction) -> np.ndarray:
     return np.asarray(picture)
 
 
-def summary_record(rec: Reconstruction, settings: dict, model, run: Path, checkpoint_ids: dict, source: str) -> dict:
+def summary_record(rec: Reconstruction, settings: dict, method: Method, source: str) -> dict:
     return {
         "image": source,
         "name": rec.name,
-        "face_model": model.info().to_dict(),
+        "method": method.name,
+        "face_model": method.face_model.info().to_dict(),
         "settings": settings,
-        "checkpoints": {"run": str(run), **checkpoint_ids},
+        "checkpoints": method.checkpoint_record(),
         "chosen_shape": rec.chosen,
         "num_shapes": int(len(rec.shapes)),
         "num_expressions": int(len(rec.expressions)),
         "box": [float(x) for x in rec.box],
+        "appearance_found": bool(rec.appearance_found),
         "timings_s": {k: round(float(v), 4) for k, v in rec.timings.items()},
-        "units": {"meshes": "m", "kpt7": "m"},
     }
 
 
+def result_names(paths: Sequence[Path]) -> list[str]:
+    """Safe, unique result-folder names for ``paths``: file stems with unsafe characters replaced.
+
+    Leading dots are dropped (``..jpg`` would otherwise name the output folder itself); an empty
+    stem becomes ``image``. A repeated name gets the first free suffix ``_2``, ``_3``, ... that is
+    not also the plain name of another image of the call.
+    """
+    stems = [re.sub(r"[^A-Za-z0-9._-]", "_", Path(p).stem).lstrip(".") or "image" for p in paths]
+    taken = set(stems)
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, k = stem, 1
+        while name in used or (name != stem and name in taken):
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
 def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summary: dict, units: str = "m") -> Path:
-    """Write all files of one reconstruction to ``out_dir/<rec.name>/`` (replaced atomically)."""
+    """Write all files of one reconstruction to ``out_dir/<rec.name>/`` (replaced atomically).
+
+    Raises:
+        OferError: ``out_dir/<rec.name>`` exists but was not written by ofer (it is left untouched).
+    """
+    if rec.name in ("", ".", "..") or "/" in rec.name or "\\" in rec.name:
+        raise OferError(f"{rec.name!r}: not a safe result name")
     target = Path(out_dir) / rec.name
+    if target.exists() and not (target.is_dir() and (target / MARKER).is_file()):
+        raise OferError(f"{target}: exists and was not written by ofer; left untouched (choose another -o)")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
     try:
-        scale = 1000.0 if units == "mm" else 1.0
-        save_mesh(staging / "identity.ply", rec.identity_vertices, model.faces, units=units)
-        for i, vertices in enumerate(rec.expression_vertices):
-            save_mesh(staging / f"expression_{i:02d}.ply", vertices, model.faces, units=units)
-        np.save(staging / "kpt7.npy", (rec.kpt7 * scale).astype(np.float32))
-        np.savez(
-            staging / "params.npz",
-            shapes=rec.shapes.astype(np.float32),
-            rank_scores=rec.rank_scores.astype(np.float32),
-            chosen=np.int64(rec.chosen),
-            shape=rec.shape.astype(np.float32),
-            expressions=rec.expressions.astype(np.float32),
-            identity_embedding=np.asarray(rec.identity_embedding, np.float32),
-            appearance_embedding=np.asarray(rec.appearance_embedding, np.float32),
-        )
-        Image.fromarray(preview_image(model, rec)).save(staging / "preview.png")
-        Image.fromarray(uncertainty_image(model, rec)).save(staging / "uncertainty.png")
-        summary = dict(summary, units={"meshes": units, "kpt7": units})
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-        if target.exists():
-            backup = target.with_name(f".{rec.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-            os.replace(staging, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        _write_files(staging, rec, model, summary, units)
+        replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _write_files(folder: Path, rec: Reconstruction, model, summary: dict, units: str) -> None:
+    scale = 1000.0 if units == "mm" else 1.0
+    save_mesh(folder / "identity.ply", rec.identity_vertices, model.faces, units=units)
+    for i, vertices in enumerate(rec.expression_vertices):
+        save_mesh(folder / f"expression_{i:02d}.ply", vertices, model.faces, units=units)
+    np.save(folder / "kpt7.npy", (rec.kpt7 * scale).astype(np.float32))
+    np.savez(
+        folder / "params.npz",
+        shapes=rec.shapes.astype(np.float32),
+        rank_scores=rec.rank_scores.astype(np.float32),
+        chosen=np.int64(rec.chosen),
+        shape=rec.shape.astype(np.float32),
+        expressions=rec.expressions.astype(np.float32),
+        identity_embedding=np.asarray(rec.identity_embedding, np.float32),
+        appearance_embedding=np.asarray(rec.appearance_embedding, np.float32),
+    )
+    Image.fromarray(preview_image(model, rec)).save(folder / "preview.png")
+    Image.fromarray(uncertainty_image(model, rec)).save(folder / "uncertainty.png")
+    summary = dict(summary, units={"meshes": units, "kpt7": units})
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / MARKER).write_text("written by ofer reconstruct\n")

@@ -1,1 +1,0 @@
-"""Baselines OFER is compared with: a deterministic ArcFace -> shape regressor (MICA-like)."""

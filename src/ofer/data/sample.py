@@ -1,0 +1,208 @@
+"""One synthetic sample: render a random face, occlude it, degrade it like a camera, embed it.
+
+:class:`SampleMaker` holds what one worker needs (face model, renderer, albedo sampler, front
+end); :meth:`SampleMaker.make` draws sample ``index`` from its own generator seeded with
+``(seed, index)``, and the encoders embed one crop at a time, so a sample never depends on the
+other samples of its shard, on the shard size or on the number of workers.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from ..facemodels import load_face_model
+from ..frontend import Detection, get_frontend, keypoints5_from_ibug68, main_face
+from ..render.cameras import look_at_face
+from ..render.renderer import MeshRenderer, make_rasterizer
+from ..render.shading import SHShader, sh_from_lights
+from .backgrounds import sample_background
+from .occluders import CATEGORIES, occlude_face
+from .recipe import SynthConfig
+from .shards import pack_bits, stack_samples
+from .skin import AlbedoSampler
+
+# The detector's face is used when its keypoints lie this close to the truth (fraction of the face width).
+DETECTION_TOLERANCE = 0.1
+
+
+def degrade(image: np.ndarray, rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
+    """Camera-like degradation of an (H, W, 3) uint8 picture: Gaussian blur, sensor noise, JPEG."""
+    picture = Image.fromarray(image)
+    sigma = rng.uniform(*config.blur_sigma)
+    if sigma > 0.05:
+        picture = picture.filter(ImageFilter.GaussianBlur(sigma))
+    noisy = np.asarray(picture).astype(np.float32) + rng.normal(0, rng.uniform(*config.noise_sigma), image.shape)
+    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+class SampleMaker:
+    """Everything one worker needs, created once: face model, renderer, albedo sampler, front end.
+
+    Args:
+        spec: face-model spec (``default``, ``flame:PATH``, ...).
+        config: the recipe.
+        backend: rasteriser (``auto``: OpenGL when EGL works, else PyTorch).
+        encoders: encoder record ``{"identity": {"name", "dim"}, "appearance": {"name", "dim"}}``
+            (``None`` or a missing role: the front end's default).
+    """
+
+    def __init__(self, spec: str, config: SynthConfig, backend: str = "auto", encoders: Optional[dict] = None):
+        self.config = config
+        self.model = load_face_model(spec).eval()
+        self.renderer = MeshRenderer(make_rasterizer(backend), SHShader(background=(0.0, 0.0, 0.0)))
+        self.albedo = AlbedoSampler(self.model)
+        self.frontend = get_frontend(encoders)
+        with torch.no_grad():
+            neutral = self.model().vertices[0]
+        self.centre = 0.5 * (neutral.amin(0) + neutral.amax(0))
+        self.front_triangles = self.model.front_mask[self.model.faces].all(1)
+        mix = {k: v for k, v in config.occluder_mix.items() if v > 0}
+        self.categories = list(mix)
+        self.category_p = np.array([mix[k] for k in self.categories]) / sum(mix.values())
+        self.identity_bank: Optional[torch.Tensor] = None
+
+    @property
+    def encoders(self) -> dict:
+        """The record of the encoders that embed the samples (as stored in the manifest)."""
+        return self.frontend.encoders
+
+    # -- coefficients ------------------------------------------------------------------------
+    def identity_shapes(self, count: int, seed: int) -> torch.Tensor:
+        """(count, S) fixed subjects of a protocol set (depend on ``seed`` only)."""
+        return self.model.sample_prior(count, torch.Generator().manual_seed(seed * 7919 + 17)).shape
+
+    def coefficients(self, rng: np.random.Generator, generator: torch.Generator, index: int, seed: int):
+        cfg = self.config
+        sample = self.model.sample_prior(1, generator, expression=True)
+        if cfg.identities > 0:
+            if self.identity_bank is None:
+                self.identity_bank = self.identity_shapes(cfg.identities, seed)
+            sample.shape = self.identity_bank[index % cfg.identities][None]
+        for _ in range(50):  # expressive-only data: redraw weak expressions
+            if float(sample.expression.abs().max()) >= cfg.min_expression:
+                break
+            sample.expression = self.model.sample_prior(1, generator, expression=True).expression
+        if cfg.identities == 0 and rng.random() < cfg.neutral_fraction:
+            sample.expression = torch.zeros_like(sample.expression)
+            sample.pose = torch.zeros_like(sample.pose)
+        return sample
+
+    # -- one sample --------------------------------------------------------------------------
+    @torch.no_grad()
+    def render(self, sample, rng: np.random.Generator, albedo_rng: np.random.Generator):
+        """Render coefficients under a random camera and light: (output, landmarks (68, 2) px,
+        camera (4,), head pose (3,) degrees, sh (9, 3))."""
+        cfg, size = self.config, self.config.image_size
+        pose = rng.uniform(-1, 1, 3) * [cfg.yaw_deg, cfg.pitch_deg, cfg.roll_deg]
+        distance = rng.uniform(*cfg.distance_m)
+        focal = size * distance / rng.uniform(*cfg.field_m)
+        cameras = look_at_face(distance=distance, yaw=float(pose[0]), pitch=float(pose[1]), roll=float(pose[2]),
+                               focal=focal, image_size=size)
+        shift = rng.uniform(-cfg.centre_jitter, cfg.centre_jitter, 2) * size
+        cameras.principal_point = cameras.principal_point + torch.as_tensor(shift, dtype=torch.float32)
+        direction = torch.tensor([[rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.8), 1.0]])
+        tint = torch.as_tensor(rng.uniform(0.9, 1.1, 3), dtype=torch.float32)
+        sh = sh_from_lights(ambient=float(rng.uniform(0.3, 0.55)), direction=direction,
+                            intensity=float(rng.uniform(0.3, 0.8))) * tint
+        vertices = self.model(sample.shape, sample.expression, sample.pose)
+        albedo = torch.as_tensor(self.albedo(albedo_rng), dtype=torch.float32)
+        out = self.renderer(vertices.vertices - self.centre, self.model.faces, cameras, albedo, sh)
+        landmarks2d = cameras.transform_points_screen(vertices.landmarks68 - self.centre)[0, :, :2].numpy()
+        camera = np.array([focal, distance, *cameras.principal_point.reshape(-1).tolist()], np.float32)
+        return out, landmarks2d, camera, pose, sh[0].numpy()
+
+    def _category(self, index: int, rng: np.random.Generator) -> str:
+        cycle = self.config.categories_cycle
+        if cycle:
+            return cycle[index % len(cycle)]
+        return self.categories[rng.choice(len(self.categories), p=self.category_p)]
+
+    def make(self, index: int, seed: int) -> dict[str, np.ndarray]:
+        """The raw sample ``index`` (everything but the embeddings), deterministic in (seed, index)."""
+        cfg, size = self.config, self.config.image_size
+        rng = np.random.default_rng([seed, index])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        sample = self.coefficients(rng, generator, index, seed)
+        # A fixed subject (protocol) keeps its skin, eyes and brows in every picture.
+        albedo_rng = np.random.default_rng([seed, 1_000_003, index % cfg.identities]) if cfg.identities else rng
+        out, landmarks2d, camera, pose, sh = self.render(sample, rng, albedo_rng)
+        alpha = out.alpha[0, ..., None].numpy()
+        background = sample_background(size, size, rng).astype(np.float32) / 255.0
+        picture = out.image[0].clamp(0, 1).numpy() * alpha + background * (1 - alpha)
+        picture = (picture * 255 + 0.5).astype(np.uint8)
+        tri = out.triangle_id[0]
+        face_pixels = (tri >= 0) & self.front_triangles[tri.clamp(min=0)]
+        category = self._category(index, rng)
+        front = (out.visibility[0] & self.model.front_mask).numpy()
+        pixel = np.clip(np.floor(out.screen[0, :, :2].numpy()).astype(int), 0, size - 1)
+        for _ in range(20):
+            occlusion = occlude_face(picture, landmarks2d, face_pixels.numpy(), category, rng, cfg.occluder_coverage)
+            unoccluded = front & ~occlusion.mask[pixel[:, 1], pixel[:, 0]]
+            if not cfg.partial_occlusion or 0 < unoccluded.sum() < front.sum():
+                break
+        degrade_seed = int(rng.integers(2**62))
+        record = {
+            "image": degrade(occlusion.image, np.random.default_rng(degrade_seed), cfg),
+            "image_clean": degrade(picture, np.random.default_rng(degrade_seed), cfg),
+            "occluder_mask": pack_bits(occlusion.mask),
+            "front": pack_bits(front),
+            "unoccluded": pack_bits(unoccluded),
+            "shape": sample.shape[0].numpy().astype(np.float32),
+            "expression": sample.expression[0].numpy().astype(np.float32),
+            "head_pose": pose.astype(np.float32),
+            "camera": camera,
+            "sh": sh.astype(np.float32),
+            "landmarks2d": landmarks2d.astype(np.float32),
+            "category": np.int8(CATEGORIES.index(category)),
+        }
+        if self.model.jaw_dim:
+            code = self.model.join_code(sample.expression, sample.pose)
+            record["jaw"] = code[0, self.model.expression_dim :].numpy().astype(np.float32)
+        if cfg.identities > 0:
+            record["identity"] = np.int32(index % cfg.identities)
+        return record
+
+    # -- embeddings --------------------------------------------------------------------------
+    def locate(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[tuple[Detection, bool]]:
+        """(face, detected) per image: the detector's main face when it matches the ground truth,
+        else a detection made of the ground-truth 5 points and the landmarks' box."""
+        located = []
+        for image, detections, lmk in zip(images, self.frontend.detect(images), landmarks):
+            truth = keypoints5_from_ibug68(lmk)
+            index = main_face(detections, image.shape)
+            if index is not None:
+                error = np.linalg.norm(detections[index].keypoints - truth, axis=1).mean()
+                if error < DETECTION_TOLERANCE * np.ptp(lmk[:, 0]):
+                    located.append((detections[index], True))
+                    continue
+            lo, hi = lmk.min(0), lmk.max(0)
+            located.append((Detection(np.array([lo[0], lo[1], hi[0], hi[1]]), 0.0, truth), False))
+        return located
+
+    def embed(self, images: list[np.ndarray], located) -> tuple[np.ndarray, np.ndarray]:
+        """Identity (N, Di) and appearance (N, Da) embeddings of images cropped where ``located`` says."""
+        faces = [self.frontend.face(image, detection) for image, (detection, _) in zip(images, located)]
+        embeddings = self.frontend.embed(faces)
+        return embeddings.identity, embeddings.appearance
+
+    def make_shard(self, start: int, count: int, seed: int) -> dict[str, np.ndarray]:
+        """Samples ``start .. start+count-1`` with their embeddings, stacked per field."""
+        records = [self.make(start + k, seed) for k in range(count)]
+        # The detector runs on the occluded picture (as at test time); the clean one is cropped alike.
+        located = self.locate([r["image"] for r in records], [r["landmarks2d"] for r in records])
+        arc, app = self.embed([r["image"] for r in records], located)
+        arc_clean, app_clean = self.embed([r["image_clean"] for r in records], located)
+        for k, r in enumerate(records):
+            r.update(arcface=arc[k], appearance=app[k], arcface_clean=arc_clean[k], appearance_clean=app_clean[k],
+                     keypoints_detected=np.bool_(located[k][1]))
+            if not self.config.store_clean_image:
+                del r["image_clean"]
+        return stack_samples(records)

@@ -1,1 +1,0 @@
-"""OFER inference: generators, ranker and the reconstruction pipeline."""

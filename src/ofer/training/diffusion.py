@@ -1,0 +1,136 @@
+"""Training of IdGen (shape | ArcFace) and ExpGen (expression code | ArcFace || appearance).
+
+The denoiser predicts the noise (epsilon) of a DDPM with T = 1000 linear betas; the loss is L1
+(the paper's) or MSE. Default widths follow the paper: ``[S, 50, 10]`` for IdGen and
+``[E, 25, 10]`` for ExpGen (S, E = the target dims); the shipped weights use ``256 128 32``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+
+from ..config import require_choice
+from ..devices import resolve_device
+from ..diffusion import DDPMScheduler, DDPMSchedulerConfig
+from ..errors import InputError
+from ..networks import Denoiser, DenoiserConfig
+from ..networks.normalization import Normalizer
+from .common import TrainingData, adamw, run_config
+from .loop import run_epochs
+from .options import TrainOptions, option, require_widths
+from .registry import register
+from .resume import resume_checkpoint
+
+DIFFUSION_LOSSES = {"l1": torch.nn.functional.l1_loss, "mse": torch.nn.functional.mse_loss}
+
+
+@dataclass
+class DiffusionOptions(TrainOptions):
+    """Options of a denoiser (IdGen, ExpGen).
+
+    Attributes:
+        widths: feature widths per level, top first; None: the paper's ``[D, *PAPER_WIDTHS]``.
+        loss: ``l1`` (the paper's) or ``mse`` on the noise.
+    """
+
+    PAPER_WIDTHS: ClassVar[tuple[int, ...]] = ()
+
+    widths: Optional[list[int]] = option(
+        "--widths", default=None, type=int, nargs="+", metavar="W",
+        help="denoiser widths per level, top first (default: the paper's D 50 10 for idgen, D 25 10 for expgen, "
+             "D = the target dims; the shipped weights use 256 128 32)")
+    loss: str = option("--loss", default="l1", choices=tuple(DIFFUSION_LOSSES),
+                       help="diffusion loss on the noise (default l1)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.widths is not None:
+            require_widths(self.widths)
+            self.widths = list(self.widths)
+        require_choice(self.loss, "--loss", tuple(DIFFUSION_LOSSES))
+
+    def resolved_widths(self, target_dim: int) -> list[int]:
+        """The widths asked for, or the paper's for a target of ``target_dim`` dims."""
+        return list(self.widths) if self.widths is not None else [int(target_dim), *self.PAPER_WIDTHS]
+
+
+@dataclass
+class IdGenOptions(DiffusionOptions):
+    network: ClassVar[str] = "idgen"
+    help: ClassVar[str] = "train IdGen: shape coefficients | ArcFace (diffusion)"
+    PAPER_WIDTHS: ClassVar[tuple[int, ...]] = (50, 10)
+
+
+@dataclass
+class ExpGenOptions(DiffusionOptions):
+    network: ClassVar[str] = "expgen"
+    help: ClassVar[str] = "train ExpGen: expression code | ArcFace || appearance (diffusion)"
+    PAPER_WIDTHS: ClassVar[tuple[int, ...]] = (25, 10)
+
+
+def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """The data, target (N, D), condition (N, C) and encoder roles of IdGen or ExpGen.
+
+    ExpGen's target is the face model's code ``[expression | jaw]`` (D = ``code_dim``), the layout
+    that ``split_code`` reads back at inference (the data store the code's jaw part as ``jaw``).
+    """
+    data = TrainingData.open(options.data)
+    if options.network == "idgen":
+        columns = data.read(["shape", "arcface"]).columns
+        return data, columns["shape"], columns["arcface"], ("identity",)
+    model = data.face_model
+    columns = data.read(["expression", "arcface", "appearance"] + (["jaw"] if model.jaw_dim else [])).columns
+    target = torch.cat([columns["expression"]] + ([columns["jaw"]] if model.jaw_dim else []), dim=1)
+    if target.shape[1] != model.code_dim:
+        raise InputError(f"{options.data}: expression codes have {target.shape[1]} dims, the face model's "
+                         f"code_dim is {model.code_dim}")
+    cond = torch.cat([columns["arcface"], columns["appearance"]], dim=1)
+    return data, target, cond, ("identity", "appearance")
+
+
+def train_diffusion(options: DiffusionOptions) -> list[dict]:
+    """Train the denoiser of ``options.network`` into ``RUN/<network>/``; returns the log."""
+    device = resolve_device(options.device)
+    checkpoint = resume_checkpoint(options)
+    data, target, cond, roles = diffusion_task(options)
+    target_norm = Normalizer.fit(target)
+    cond_norm = data.condition_normalizer(cond, options.domain_directions)
+    widths = options.resolved_widths(target.shape[1])
+    net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1], widths=widths)
+    scheduler_config = DDPMSchedulerConfig()
+    config = run_config(options, data, roles, net_config, {**target_norm.to_dict("target"), **cond_norm.to_dict()},
+                        scheduler=scheduler_config, widths=widths)
+    torch.manual_seed(options.seed)
+    model = Denoiser(net_config).to(device)
+    optimizer = adamw(model, options)
+    scheduler = DDPMScheduler(scheduler_config)
+    z_target, z_cond = target_norm(target).to(device), cond_norm(cond).to(device)
+    T = scheduler_config.num_train_timesteps
+    loss_fn = DIFFUSION_LOSSES[options.loss]
+
+    def step(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        on_device = indices.to(device)
+        x0, c = z_target[on_device], z_cond[on_device]
+        noise = torch.randn(x0.shape, generator=generator).to(device)  # CPU draws: same on every device
+        t = torch.randint(0, T, (len(indices),), generator=generator)
+        x_t = scheduler.add_noise(x0, noise, t)
+        return loss_fn(model(x_t, t.to(device), c), noise)
+
+    return run_epochs(config, model, optimizer, len(target), step, options, checkpoint, device)
+
+
+@register(IdGenOptions)
+def train_idgen(options: IdGenOptions) -> list[dict]:
+    return train_diffusion(options)
+
+
+@register(ExpGenOptions)
+def train_expgen(options: ExpGenOptions) -> list[dict]:
+    return train_diffusion(options)
+
+
+__all__ = ["DIFFUSION_LOSSES", "DiffusionOptions", "ExpGenOptions", "IdGenOptions", "diffusion_task",
+           "train_diffusion"]
