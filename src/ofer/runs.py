@@ -133,18 +133,31 @@ def check_fingerprint(record: dict, face_model_info: dict, where: str | Path, wh
                               f"(fingerprint {str(theirs)[:12]} vs {str(ours)[:12]}: same dimensions, other content)")
 
 
+def encoder_mismatch(wanted: dict, have: dict, require_all: bool = True) -> Optional[tuple[str, dict, Optional[dict]]]:
+    """The first role whose encoder record (name, dim) in ``have`` differs from ``wanted``, as
+    ``(role, wanted_record, have_record)``; ``None`` when they agree. The one encoder comparison.
+
+    With ``require_all=False`` a role missing from ``have`` is not a mismatch.
+    """
+    for role, want in wanted.items():
+        got = have.get(role)
+        if got is None and not require_all:
+            continue
+        if got is None or got.get("name") != want.get("name") or got.get("dim") != want.get("dim"):
+            return role, want, got
+    return None
+
+
 def check_encoders(config: RunConfig, encoders: dict, where: str | Path, require_all: bool = True) -> None:
     """Refuse a checkpoint whose condition comes from other encoders (names or sizes).
 
     With ``require_all=False`` only the roles present in ``encoders`` are compared (to check two
     checkpoints against each other).
     """
-    for role, wanted in config.encoders.items():
-        have = encoders.get(role)
-        if have is None and not require_all:
-            continue
-        if have is None or have.get("name") != wanted.get("name") or have.get("dim") != wanted.get("dim"):
-            raise CheckpointError(f"{where}: trained with {role} encoder {wanted}, but this front end gives {have}")
+    mismatch = encoder_mismatch(config.encoders, encoders, require_all)
+    if mismatch:
+        role, wanted, have = mismatch
+        raise CheckpointError(f"{where}: trained with {role} encoder {wanted}, but this front end gives {have}")
 
 
 def load_weights(module: torch.nn.Module, checkpoint: Checkpoint) -> torch.nn.Module:
@@ -171,5 +184,5 @@ def changed_options(old: dict, new: dict, keys) -> dict:
 
 
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "Checkpoint", "RunConfig", "build_config", "changed_options",
-           "check_encoders", "check_face_model", "check_fingerprint", "load_checkpoint", "load_weights",
+           "check_encoders", "check_face_model", "encoder_mismatch", "check_fingerprint", "load_checkpoint", "load_weights",
            "network_dir", "save_checkpoint"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from ..config import require_choice, require_int
@@ -57,11 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise OferError(f"method {args.method!r} does not produce meshes")
     face_model = load_face_model(args.model) if args.model else None
     method = cls.from_run(args.checkpoints, face_model, device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        getattr(method, "validate", lambda s: None)(settings)
-    for warning in caught:
-        print(f"ofer: warning: {warning.message}", file=sys.stderr)
+    method.validate(settings)  # before any network runs; warns once where the settings are unusual
     failures = 0
     names = result_names(args.images)
     for start in range(0, len(args.images), args.batch):
@@ -81,9 +76,7 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             failures += 1
     if not images:
         return failures
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reported once, above
-        results = method.reconstruct(images, settings, [name for _, name in kept])
+    results = method.reconstruct(images, settings, [name for _, name in kept])
     for (path, name), result in zip(kept, results):
         if isinstance(result, Exception):
             print(f"ofer: error: {path}: no face found", file=sys.stderr)

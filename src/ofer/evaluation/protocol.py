@@ -31,6 +31,7 @@ from ..errors import InputError, OferError
 from ..facemodels import FaceModel
 from ..io.atomic import save_npz, write_text
 from ..methods.base import Hypotheses, Method, ReconstructionSettings
+from ..runs import encoder_mismatch
 from . import metrics as M
 from .groundtruth import ground_truth, neutral_meshes
 from .ranking import medoid_index
@@ -94,11 +95,10 @@ def check_method(protocol: Protocol, method: Method) -> None:
     """Refuse a method whose face model or encoders (for the roles it uses) differ from the protocol's."""
     where = protocol.folder
     protocol.manifest.check_face_model(method.face_model.info().to_dict(), where)
-    for role, wanted in (method.encoders or {}).items():
-        have = (protocol.manifest.encoders or {}).get(role)
-        if have is None or have.get("name") != wanted.get("name") or have.get("dim") != wanted.get("dim"):
-            raise InputError(f"{where}: embedded with {role} encoder {have}, but method {method.name!r} "
-                             f"uses {wanted}")
+    mismatch = encoder_mismatch(method.encoders or {}, protocol.manifest.encoders or {})
+    if mismatch:
+        role, wanted, have = mismatch
+        raise InputError(f"{where}: embedded with {role} encoder {have}, but method {method.name!r} uses {wanted}")
 
 
 def front_meshes(model: FaceModel, shapes: np.ndarray) -> np.ndarray:

@@ -179,6 +179,9 @@ class Method(ABC):
         """
 
     # -- shared ---------------------------------------------------------------------------------
+    def validate(self, settings: ReconstructionSettings) -> None:
+        """Refuse (ConfigError) or warn about settings this method cannot run well, before any work."""
+
     def to(self, device: str | torch.device) -> "Method":
         """Move the method's networks and face model to ``device`` (inputs and outputs stay on the CPU)."""
         self.device = torch.device(device)
