@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(
             f"  {row['spec']:10s} {row['name']}: {row['num_vertices']} vertices, {row['num_faces']} triangles, "
-            f"shape_dim={row['shape_dim']}, expression_dim={row['expression_dim']}, pose_dim={row['pose_dim']}, jaw_dim={row['jaw_dim']}"
+            f"shape_dim={row['shape_dim']}, expression_dim={row['expression_dim']}, pose_dim={row['pose_dim']}, jaw_dim={row['jaw_dim']}, fingerprint={str(row.get('fingerprint'))[:12]}"
         )
     print("methods (ofer reconstruct|eval --method NAME):")
     for row in report["methods"]:

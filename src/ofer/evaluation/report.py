@@ -25,7 +25,7 @@ __all__ = ["COLUMNS", "json_ready", "markdown_table", "ranking_sentence", "write
 COLUMNS = (
     ("SE vis", "se_vis", "{:.2f}"), ("CSE vis", "cse_vis", "{:.2f}"), ("SE front", "se_front", "{:.2f}"),
     ("CSE front", "cse_front", "{:.2f}"), ("minASD-V", "min_asd_v", "{:.2f}"), ("maxASD-V", "max_asd_v", "{:.2f}"),
-    ("ASD-O", "asd_o", "{:.3f}"), ("ODE", "ode", "{:.3f}"), ("spread vis", "std_vis", "{:.2f}"),
+    ("ASD-O", "asd_o", "{:.3f}"), ("ODE", "ode", "{:.1e}"), ("spread vis", "std_vis", "{:.2f}"),
     ("spread occ", "std_occ", "{:.2f}"), ("identity (ranked)", "identity_ranked", "{:.2f}"),
     ("identity (oracle)", "identity_oracle", "{:.2f}"), ("identity (average)", "identity_average", "{:.2f}"),
 )
