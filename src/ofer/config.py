@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import OferError
+from .io.atomic import write_text
 
 C = TypeVar("C", bound="Config")
 
@@ -95,8 +96,6 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> Path:
-        from .io.atomic import write_text
-
         return write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod

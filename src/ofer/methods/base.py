@@ -15,6 +15,7 @@ depends on the other images of the call, on their order, or on the batch size.
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from ..config import Config, require, require_choice, require_int
 from ..errors import InputError
 from ..facemodels import FaceModel
+from ..frontend import get_frontend
 
 SAMPLERS = ("ddim", "ddpm")
 MAX_TIMESTEPS = 1000  # T of every shipped scheduler; checked again against each checkpoint's own T
@@ -200,15 +202,11 @@ class Method(ABC):
 
     def frontend(self):
         """The shared front end with the encoders this method was trained with."""
-        from ..frontend import get_frontend
-
         return get_frontend(self.encoders)
 
     def reconstruct(self, images: list[np.ndarray], settings: Optional[ReconstructionSettings] = None,
                     names: Optional[list[str]] = None) -> list[Reconstruction | InputError]:
         """RGB images (H, W, 3) uint8 -> per image a :class:`Reconstruction`, or an InputError if no face."""
-        import time
-
         settings = settings or ReconstructionSettings()
         names = list(names or [f"image{i}" for i in range(len(images))])
         if len(names) != len(images) or len(set(names)) != len(names):

@@ -8,13 +8,12 @@ from typing import Optional
 from ..errors import CheckpointError, FaceModelError
 from ..facemodels import FaceModel, load_face_model_from_record
 from ..runs import Checkpoint, load_checkpoint, network_dir
+from ..weights import default_run
 
 
 def resolve_run(run: Optional[str | Path]) -> Path:
     """``run`` as a folder that exists; ``None``: the weights shipped for the built-in head."""
     if run is None:
-        from ..weights import default_run
-
         return default_run()
     run = Path(run)
     if not run.is_dir():
