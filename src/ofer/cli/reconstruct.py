@@ -92,5 +92,6 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             print(f"ofer: error: {path}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        print(f"{path}: {len(result.expressions)} hypotheses, identity {result.chosen + 1}/{len(result.shapes)} -> {folder}")
+        count = len(result.expressions)
+        print(f"{path}: {count} hypothes{'es' if count > 1 else 'is'}, identity {result.chosen + 1}/{len(result.shapes)} -> {folder}")
     return failures

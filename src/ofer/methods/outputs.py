@@ -93,7 +93,8 @@ def uncertainty_image(model, rec: Reconstruction) -> np.ndarray:
     y = panel.shape[0] + 12
     draw.text((4, y), "0 mm", fill=(0, 0, 0))
     draw.text((panel.shape[1] - 90, y), f"{top:.2f} mm (p99)", fill=(0, 0, 0))
-    draw.text((4, 3), "spread across expression hypotheses", fill=(0, 0, 0))
+    title = "spread across expression hypotheses" if len(rec.expression_vertices) > 1 else "one hypothesis: no spread"
+    draw.text((4, 3), title, fill=(0, 0, 0))
     return np.asarray(picture)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ...devices import resolve_device
+from ...errors import CheckpointError
 from ...facemodels import FaceModel
 from ...networks.normalization import ConditionNormalizer, Normalizer
 from ...runs import build_config, check_face_model, load_checkpoint, load_weights, network_dir
@@ -34,7 +35,10 @@ class ShapeRegressorMethod(Method):
 
     @classmethod
     def from_run(cls, run=None, face_model: Optional[FaceModel] = None, device="cpu") -> "ShapeRegressorMethod":
-        """Load ``RUN/regressor`` (``ofer train regressor``)."""
+        """Load ``RUN/regressor`` (``ofer train regressor``); the shipped weights include none."""
+        if run is None:
+            raise CheckpointError("the shipped weights include no regressor: train one (ofer train regressor "
+                                  "--data DATA -o RUN) and pass --checkpoints RUN")
         run = resolve_run(run)
         device = resolve_device(device)
         checkpoint = load_checkpoint(network_dir(run, NETWORK), NETWORK)
