@@ -121,3 +121,16 @@ def test_check_face_model_refuses_other_dimensions_and_a_missing_fingerprint():
     old = {k: v for k, v in FACE.items() if k != "fingerprint"}
     with pytest.raises(InputError, match="data: data made without a face-model fingerprint"):
         manifest_for(old).check_face_model(FACE, "data")
+
+
+def test_stored_code_is_expression_then_jaw():
+    import torch
+
+    from ofer.data.shards import code_fields, stored_code
+
+    assert code_fields(0) == ["expression"] and code_fields(3) == ["expression", "jaw"]
+    cols = {"expression": np.array([[1.0, 2.0]]), "jaw": np.array([[3.0, 4.0, 5.0]])}
+    assert stored_code(cols, 3).tolist() == [[1, 2, 3, 4, 5]]
+    assert stored_code(cols, 0).tolist() == [[1, 2]]
+    tcols = {k: torch.as_tensor(v) for k, v in cols.items()}
+    assert torch.equal(stored_code(tcols, 3), torch.tensor([[1.0, 2, 3, 4, 5]], dtype=torch.float64))

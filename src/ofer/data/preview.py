@@ -13,7 +13,7 @@ from ..config import require_int
 from ..facemodels import load_face_model_from_record
 from ..render.cameras import look_at_face
 from .occluders import CATEGORIES
-from .shards import ShardDataset, unpack_bits
+from .shards import ShardDataset, code_fields, stored_code, unpack_bits
 
 VISIBLE_RGB = (40, 220, 60)
 HIDDEN_RGB = (235, 40, 40)
@@ -22,9 +22,7 @@ OUTLINE_RGB = (255, 230, 0)
 
 def project_vertices(model, record: dict, centre: torch.Tensor) -> np.ndarray:
     """Pixel positions (V, 2) of a stored sample's vertices (re-posed from its coefficients and camera)."""
-    code = record["expression"][None].float()
-    if "jaw" in record:
-        code = torch.cat([code, record["jaw"][None].float()], dim=-1)
+    code = stored_code({k: record[k][None].float() for k in code_fields(model.jaw_dim)}, model.jaw_dim)
     expression, pose = model.split_code(code)
     with torch.no_grad():
         vertices = model(record["shape"][None].float(), expression, pose).vertices - centre

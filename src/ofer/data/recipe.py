@@ -9,10 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from ..config import Config, ConfigError, require, require_int
+from ..facemodels import FaceModel
 from .occluders import CATEGORIES
 
 GENERATOR_VERSION = "ofer-synth/1"
+EXPRESSION_REDRAWS = 50  # a weak expression is redrawn at most this often
 DEFAULT_MIX = {"hand": 0.3, "object": 0.35, "random": 0.25, "none": 0.1}
 PROTOCOL_SEED = 545
 PROTOCOL_SIZE = 545
@@ -127,3 +131,20 @@ def parse_mix(text: str) -> dict:
             raise ConfigError(f"bad occluder mix entry {part!r}: "
                               "use e.g. hand=0.3,object=0.4,random=0.2,none=0.1") from None
     return mix
+
+
+def redraw_weak_expressions(model: FaceModel, expression: torch.Tensor, generator: torch.Generator,
+                            min_expression: float) -> torch.Tensor:
+    """Redraw the rows of ``expression`` (R, E) whose largest |coefficient| is below ``min_expression``
+    from the prior (at most :data:`EXPRESSION_REDRAWS` times): the recipe's expressive-only rule.
+
+    Draws happen only for weak rows, in order, so one row at a time (the data engine) and many rows
+    at once (the evaluation's reference) follow the same recipe.
+    """
+    expression = expression.clone()
+    for _ in range(EXPRESSION_REDRAWS):
+        weak = expression.abs().amax(1) < min_expression
+        if not weak.any():
+            break
+        expression[weak] = model.sample_prior(int(weak.sum()), generator, expression=True).expression.to(expression)
+    return expression

@@ -22,7 +22,7 @@ from ..render.renderer import MeshRenderer, make_rasterizer
 from ..render.shading import SHShader, sh_from_lights
 from .backgrounds import sample_background
 from .occluders import CATEGORIES, occlude_face
-from .recipe import SynthConfig
+from .recipe import SynthConfig, redraw_weak_expressions
 from .shards import pack_bits, stack_samples
 from .skin import AlbedoSampler
 
@@ -86,10 +86,7 @@ class SampleMaker:
             if self.identity_bank is None:
                 self.identity_bank = self.identity_shapes(cfg.identities, seed)
             sample.shape = self.identity_bank[index % cfg.identities][None]
-        for _ in range(50):  # expressive-only data: redraw weak expressions
-            if float(sample.expression.abs().max()) >= cfg.min_expression:
-                break
-            sample.expression = self.model.sample_prior(1, generator, expression=True).expression
+        sample.expression = redraw_weak_expressions(self.model, sample.expression, generator, cfg.min_expression)
         if cfg.identities == 0 and rng.random() < cfg.neutral_fraction:
             sample.expression = torch.zeros_like(sample.expression)
             sample.pose = torch.zeros_like(sample.pose)

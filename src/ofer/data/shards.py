@@ -36,6 +36,21 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.npz"
 
 
+def code_fields(jaw_dim: int) -> list[str]:
+    """The stored fields whose concatenation is a face model's code: ``expression`` (E,), then ``jaw``
+    (jaw_dim,) for models with a jaw (see ``FaceModel.split_code``)."""
+    return ["expression", "jaw"] if jaw_dim else ["expression"]
+
+
+def stored_code(columns: dict, jaw_dim: int):
+    """The (B, code_dim) codes of stored rows: the :func:`code_fields` columns concatenated
+    (numpy arrays or torch tensors, as given)."""
+    parts = [columns[name] for name in code_fields(jaw_dim)]
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat(parts, dim=-1) if torch.is_tensor(parts[0]) else np.concatenate(parts, axis=-1)
+
+
 def pack_bits(mask: np.ndarray) -> np.ndarray:
     """Boolean mask (..., L) -> packed uint8 bits (..., ceil(L / 8)) (how masks are stored)."""
     return np.packbits(mask.astype(bool), axis=-1)

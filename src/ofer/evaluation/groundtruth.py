@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.shards import code_fields, stored_code
 from ..facemodels import FaceModel
 
 __all__ = ["code_meshes", "code_of", "ground_truth", "neutral_meshes"]
@@ -19,10 +20,8 @@ _CHUNK = 256  # meshes per face-model call
 
 def code_of(data: dict[str, np.ndarray], index, model: FaceModel) -> np.ndarray:
     """The (B, code_dim) codes of the rows ``index``: ``expression`` followed by ``jaw`` where the model has one."""
-    code = data["expression"][index]
-    if model.jaw_dim:
-        code = np.concatenate([code, data["jaw"][index]], 1)
-    return np.asarray(code, dtype=np.float32)
+    rows = {name: data[name][index] for name in code_fields(model.jaw_dim)}
+    return np.asarray(stored_code(rows, model.jaw_dim), dtype=np.float32)
 
 
 @torch.no_grad()

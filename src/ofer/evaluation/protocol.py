@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.shards import Manifest, ShardDataset, unpack_bits
+from ..data.shards import Manifest, ShardDataset, code_fields, unpack_bits
 from ..errors import InputError, OferError
 from ..facemodels import FaceModel
 from ..io.atomic import save_npz, write_text
@@ -87,7 +87,7 @@ def load_protocol(folder: str | Path) -> Protocol:
     dataset = ShardDataset(folder)
     if dataset.manifest.kind != "protocol":
         raise InputError(f"{folder}: not a protocol folder (kind {dataset.manifest.kind!r}); use ofer synth protocol")
-    fields = list(FIELDS) + (["jaw"] if dataset.manifest.face_model.get("jaw_dim", 0) else [])
+    fields = list(dict.fromkeys([*FIELDS, *code_fields(dataset.manifest.face_model.get("jaw_dim", 0))]))
     return Protocol(Path(folder), dataset.manifest, dataset.arrays(fields))
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.recipe import protocol_config
-from ..data.shards import Manifest, read_npz, shard_name
+from ..data.recipe import protocol_config, redraw_weak_expressions
+from ..data.shards import Manifest, code_fields, read_npz, shard_name
 from ..errors import InputError
 from ..facemodels import FaceModel
 from .groundtruth import code_meshes, code_of
@@ -46,7 +46,6 @@ __all__ = [
 
 REFERENCE_SAMPLES = 2000
 REFERENCE_SEED = 20_545  # the protocol uses 545; any other fixed number keeps the draws apart
-_REDRAWS = 50  # as data.synth: weak expressions are redrawn at most this often
 
 
 @dataclass
@@ -67,11 +66,7 @@ def prior_coefficients(model: FaceModel, count: int, seed: int, min_expression: 
     generator = torch.Generator().manual_seed(int(seed))
     sample = model.sample_prior(count, generator, expression=True)
     shape, expression, pose = sample.shape.cpu(), sample.expression.cpu().clone(), sample.pose.cpu().clone()
-    for _ in range(_REDRAWS):
-        weak = expression.abs().amax(1) < min_expression
-        if not weak.any():
-            break
-        expression[weak] = model.sample_prior(int(weak.sum()), generator, expression=True).expression.cpu()
+    expression = redraw_weak_expressions(model, expression, generator, min_expression)
     if neutral_fraction > 0:
         neutral = torch.rand(count, generator=generator) < neutral_fraction
         expression[neutral], pose[neutral] = 0.0, 0.0
@@ -94,7 +89,7 @@ def prior_reference(model: FaceModel, manifest: Manifest | None = None, count: i
 
 def _folder_fields(folder: Path, manifest: Manifest, model: FaceModel, count: int) -> dict[str, np.ndarray]:
     """The first ``count`` rows of shape / expression (/ jaw), read shard by shard."""
-    names = ["shape", "expression"] + (["jaw"] if model.jaw_dim else [])
+    names = ["shape", *code_fields(model.jaw_dim)]
     parts: dict[str, list] = {k: [] for k in names}
     have = 0
     for index in range(manifest.num_shards):

@@ -14,6 +14,7 @@ import torch
 
 from ..config import require_choice
 from ..devices import resolve_device
+from ..data.shards import code_fields, stored_code
 from ..diffusion import DDPMScheduler, DDPMSchedulerConfig
 from ..errors import InputError
 from ..networks import Denoiser, DenoiserConfig
@@ -82,8 +83,8 @@ def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tenso
         columns = data.read(["shape", "arcface"]).columns
         return data, columns["shape"], columns["arcface"], ("identity",)
     model = data.face_model
-    columns = data.read(["expression", "arcface", "appearance"] + (["jaw"] if model.jaw_dim else [])).columns
-    target = torch.cat([columns["expression"]] + ([columns["jaw"]] if model.jaw_dim else []), dim=1)
+    columns = data.read([*code_fields(model.jaw_dim), "arcface", "appearance"]).columns
+    target = stored_code(columns, model.jaw_dim)
     if target.shape[1] != model.code_dim:
         raise InputError(f"{options.data}: expression codes have {target.shape[1]} dims, the face model's "
                          f"code_dim is {model.code_dim}")
