@@ -77,7 +77,7 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
     if not images:
         return failures
     results = method.reconstruct(images, settings, [name for _, name in kept])
-    for (path, name), result in zip(kept, results):
+    for (path, name), image, result in zip(kept, images, results):
         if isinstance(result, Exception):
             print(f"ofer: error: {path}: no face found", file=sys.stderr)
             failures += 1
@@ -85,13 +85,24 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
         if not result.appearance_found:
             print(f"ofer: warning: {path}: the appearance encoder found no face in its crop; expressions are "
                   "unconditioned on appearance (appearance_found=false in summary.json)", file=sys.stderr)
+        if not result.landmarks_found:
+            print(f"ofer: warning: {path}: MediaPipe found no face landmarks around the detection box; the meshes "
+                  "are not placed in the photo (no pose or camera in params.npz, no overlay.png)", file=sys.stderr)
         summary = summary_record(result, settings.to_dict(), method, str(path))
         try:
-            folder = write_reconstruction(args.output, result, method.face_model, summary, args.units)
+            folder = write_reconstruction(args.output, result, method.face_model, summary, args.units, image)
         except OferError as exc:
             print(f"ofer: error: {path}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        count = len(result.expressions)
-        print(f"{path}: {count} hypothes{'es' if count > 1 else 'is'}, identity {result.chosen + 1}/{len(result.shapes)} -> {folder}")
+        print(_result_line(path, result, folder))
     return failures
+
+
+def _result_line(path: Path, result, folder: Path) -> str:
+    """``PATH: M hypotheses, identity k/N[, reprojection e px] -> FOLDER[ (overlay.png)]``."""
+    count = len(result.expressions)
+    line = f"{path}: {count} hypothes{'es' if count > 1 else 'is'}, identity {result.chosen + 1}/{len(result.shapes)}"
+    if result.placement is None:
+        return f"{line} -> {folder}"
+    return f"{line}, reprojection {result.reprojection_error[0]:.1f} px -> {folder} (see overlay.png)"

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import apply_similarity, umeyama
+
 __all__ = [
     "VertexGaussian",
     "asd",
@@ -108,6 +110,19 @@ def rms_distance(a, b, mask=None):
         return diff2[..., m.astype(np.int64)].mean(-1) ** 0.5
     m = m.astype(diff2.dtype)
     return ((diff2 * m).sum(-1) / m.sum(-1)) ** 0.5
+
+
+def aligned_rms(pred, gt, mask=None, scaling: bool = True) -> float:
+    """RMS distance after the similarity (``scaling=False``: rigid) alignment of ``pred`` onto ``gt``.
+
+    The alignment (Umeyama) and the distance use the same vertices: ``mask`` as in
+    :func:`rms_distance` (boolean (V,) or indices; ``None``: all). Units are those of the inputs.
+    """
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    index = np.arange(len(pred)) if mask is None else np.asarray(mask)
+    index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
+    scale, rot, t = umeyama(pred[index], gt[index], scaling=scaling)
+    return float(rms_distance(apply_similarity(pred[index], scale, rot, t), gt[index]))
 
 
 def pairwise_rms(samples, mask=None) -> np.ndarray:

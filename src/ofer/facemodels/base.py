@@ -327,5 +327,15 @@ class FaceModel(nn.Module):
             vertices=vertices, landmarks68=lmk68, landmarks7=lmk68[:, list(NOW7_FROM_68)], joints=joints
         )
 
+    def surface_points(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor,
+                       faces_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+        """(B, L, 3) surface points (triangle ``faces_idx`` (L,), barycentric ``bary`` (L, 3)) of a deformation.
+
+        Equal to interpolating :meth:`forward`'s vertices; backends may evaluate only the vertices
+        the points need (the fitter calls this in its inner loop).
+        """
+        vertices = self(shape, expression, pose).vertices
+        return vertices_to_landmarks(vertices, self.faces, faces_idx, bary)
+
     def extra_repr(self) -> str:
         return f"spec={self.spec!r}, V={self.num_vertices}, S={self.shape_dim}, E={self.expression_dim}, P={self.pose_dim}"

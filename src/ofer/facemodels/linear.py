@@ -220,6 +220,40 @@ class LinearFaceModel(FaceModel):
             vertices = (vertices - self.rotation_center) @ rot.transpose(1, 2) + self.rotation_center
         return vertices, None
 
+    def surface_points(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor,
+                       faces_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+        """As :meth:`FaceModel.surface_points`, from the bases interpolated at the L points (cached).
+
+        Exact: barycentric interpolation commutes with the linear blend and the rigid pose.
+        """
+        template, shape_pos, shape_neg, expression_dirs = self._point_basis(faces_idx, bary)
+        shape, expression, pose = (t.to(device=self.device, dtype=self.dtype) for t in (shape, expression, pose))
+        points = template + torch.einsum("be,lce->blc", expression, expression_dirs)
+        if shape_neg is None:
+            points = points + torch.einsum("bs,lcs->blc", shape, shape_pos)
+        else:
+            points = points + torch.einsum("bs,lcs->blc", shape.clamp(min=0), shape_pos)
+            points = points + torch.einsum("bs,lcs->blc", (-shape).clamp(min=0), shape_neg)
+        if torch.any(pose != 0):
+            rot = rodrigues(pose)
+            points = (points - self.rotation_center) @ rot.transpose(1, 2) + self.rotation_center
+        return points
+
+    def _point_basis(self, faces_idx: torch.Tensor, bary: torch.Tensor):
+        key = (tuple(faces_idx.tolist()), tuple(bary.reshape(-1).tolist()), self.v_template.device)
+        cache = self.__dict__.setdefault("_point_bases", {})
+        if key not in cache:
+            corners = self.faces[faces_idx.to(self.device)]  # (L, 3)
+            weights = bary.to(self.v_template)
+
+            def interpolate(array):  # (V, 3, K) -> (L, 3, K)
+                return torch.einsum("lkcs,lk->lcs", array[corners], weights)
+
+            template = torch.einsum("lkc,lk->lc", self.v_template[corners], weights)
+            negative = interpolate(self.shapedirs_neg) if self.piecewise else None
+            cache[key] = (template, interpolate(self.shapedirs), negative, interpolate(self.exprdirs))
+        return cache[key]
+
     def content_arrays(self) -> dict[str, torch.Tensor]:
         arrays = {"v_template": self.v_template, "shapedirs": self.shapedirs, "exprdirs": self.exprdirs,
                   "rotation_center": self.rotation_center}

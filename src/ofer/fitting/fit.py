@@ -35,7 +35,7 @@ from ..config import Config, require, require_choice, require_int
 from ..facemodels import FaceModel
 from ..geometry import rodrigues, umeyama
 from .calibration import landmark_calibration
-from .observations import LandmarkObservations, model_points, scheme_for
+from .observations import LandmarkObservations, scheme_embedding, scheme_for
 from .placement import PROJECTIONS, Placement, intrinsics_matrix
 
 MODES = ("full", "pose")
@@ -64,13 +64,13 @@ class FitOptions(Config):
     fov_deg: float = 30.0
     focal_prior: float = 1.0
     fixed_focal: bool = False
-    rigid_steps: int = 150
+    rigid_steps: int = 100
     full_steps: int = 300
     lr: float = 0.02
     robust_scale: float = 0.02
-    depth_weight: float = 0.5
+    depth_weight: float = 0.0
     shape_prior: float = 0.02
-    expression_prior: float = 0.002
+    expression_prior: float = 1.0
     calibrate: bool = True
 
     def validate(self) -> None:
@@ -161,6 +161,7 @@ class _Problem:
                  shape: Optional[torch.Tensor], code: Optional[torch.Tensor]):
         self.model, self.options = model, options
         self.scheme = obs.scheme
+        self.embedding = scheme_embedding(model, obs.scheme)
         batch = len(obs)
         dtype = torch.float32
         self.points = obs.points.to(dtype)
@@ -180,6 +181,7 @@ class _Problem:
         self.z_shape = (self.base_shape / self.shape_std).clone().requires_grad_(True)
         self.code = self.base_code.clone().requires_grad_(True)
         self.fixed_points = None
+        self.frozen_points = None  # the points while only the camera moves
         if options.mode == "pose":
             with torch.no_grad():
                 self.fixed_points = self.surface_points(self.base_shape, self.base_code)
@@ -188,13 +190,14 @@ class _Problem:
     # -- model --------------------------------------------------------------------------
     def surface_points(self, shape: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         expression, pose = self.model.split_code(code)
-        vertices = self.model(shape, expression, pose).vertices.float().cpu()
-        points = model_points(self.model, vertices, self.scheme)
+        points = self.model.surface_points(shape, expression, pose, *self.embedding).float().cpu()
         return points if self.bias is None else points + self.bias
 
     def current_points(self) -> torch.Tensor:
         if self.fixed_points is not None:
             return self.fixed_points
+        if self.frozen_points is not None:
+            return self.frozen_points
         return self.surface_points(self.z_shape * self.shape_std, self.code)
 
     # -- camera -------------------------------------------------------------------------
@@ -261,6 +264,9 @@ class _Problem:
             wn = w / wsum[:, None]
             pred = depth_px - (wn * depth_px).sum(1, keepdim=True)
             seen = self.depth - (wn * self.depth).sum(1, keepdim=True)
+            # MediaPipe's depth is on its own scale (about 0.87 of the true one on renders): fit it per image.
+            gain = ((wn * pred * seen).sum(1) / (wn * pred * pred).sum(1).clamp(min=1e-9)).detach().clamp(0.5, 1.5)
+            pred = pred * gain[:, None]
             loss = loss + opts.depth_weight * (w * pseudo_huber((pred - seen) / self.size[:, None],
                                                                 opts.robust_scale)).sum(1) / wsum
         if opts.projection == "perspective" and not opts.fixed_focal:
@@ -273,6 +279,10 @@ class _Problem:
     def run(self, parameters: list[torch.Tensor], steps: int, lr: float) -> None:
         if steps == 0:
             return
+        moving = any(p is self.z_shape or p is self.code for p in parameters)
+        with torch.no_grad():
+            self.frozen_points = None
+            self.frozen_points = None if moving else self.current_points().detach()
         optimiser = torch.optim.Adam(parameters, lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr * 0.05)
         for _ in range(steps):
@@ -281,6 +291,8 @@ class _Problem:
             loss.sum().backward()
             optimiser.step()
             schedule.step()
+            if not moving:
+                continue
             with torch.no_grad():
                 self.code.copy_(self.model.clamp_expression(self.code))
                 self.z_shape.copy_(self.model.clamp_shape(self.z_shape * self.shape_std) / self.shape_std)
@@ -309,14 +321,17 @@ def fit_landmarks(model: FaceModel, observations: LandmarkObservations, options:
         problem = _Problem(model, observations, options, shape, code)
         camera = [problem.omega, problem.shift] + ([] if options.fixed_focal else [problem.log_focal])
         problem.run(camera, options.rigid_steps, options.lr)
-        if options.mode == "full":
-            problem.run(camera + [problem.z_shape, problem.code], options.full_steps, options.lr)
+        if options.mode == "full":  # expression first (shape at its start), then shape joins
+            problem.run(camera + [problem.code], options.full_steps // 2, options.lr)
+            problem.run(camera + [problem.z_shape, problem.code], options.full_steps - options.full_steps // 2,
+                        options.lr)
     return _result(problem)
 
 
 @torch.no_grad()
 def _result(problem: _Problem) -> FitResult:
     model = problem.model
+    problem.frozen_points = None
     loss, residual = problem.losses()
     shape = (problem.z_shape * problem.shape_std).detach()
     code = problem.code.detach().clone()

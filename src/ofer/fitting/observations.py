@@ -121,13 +121,18 @@ def scheme_for(model: FaceModel) -> str:
     raise ValueError(f"face model {model.spec} has no landmark embedding: it cannot be fitted to landmarks")
 
 
+def scheme_embedding(model: FaceModel, scheme: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(faces_idx (L,), bary (L, 3))``: where the points of ``scheme`` lie on ``model``'s surface."""
+    if scheme == "mediapipe478":
+        return model.mp_faces_idx.long(), model.mp_bary
+    return model.lmk_faces_idx, model.lmk_bary
+
+
 def model_points(model: FaceModel, vertices: torch.Tensor, scheme: str) -> torch.Tensor:
     """(B, V, 3) vertices of ``model`` -> (B, L, 3) surface points of ``scheme``."""
     from ..facemodels.base import vertices_to_landmarks
 
-    if scheme == "mediapipe478":
-        return vertices_to_landmarks(vertices, model.faces, model.mp_faces_idx.long(), model.mp_bary)
-    return vertices_to_landmarks(vertices, model.faces, model.lmk_faces_idx, model.lmk_bary)
+    return vertices_to_landmarks(vertices, model.faces, *scheme_embedding(model, scheme))
 
 
 def observe(image: np.ndarray, box=None, landmarker=None) -> Optional[FaceLandmarks]:

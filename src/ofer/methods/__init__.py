@@ -1,14 +1,15 @@
 """Reconstruction methods behind one interface (:class:`~ofer.methods.base.Method`) and a registry.
 
 ``ofer.methods.get(name).from_run(run, device=...)`` loads a method; ``available()`` lists them.
-Importing this package registers the built-in methods: ``ofer``, ``prior``, ``regressor``.
+Importing this package registers the built-in methods: ``ofer``, ``prior``, ``regressor``, ``fit``.
 """
 
 from . import prior  # noqa: F401  (registers "prior")
 from .base import Hypotheses, Method, Reconstruction, ReconstructionSettings, image_generator
+from .fit import FitMethod
 from .ofer import OFER
 from .registry import available, get, register
 from .regressor import ShapeRegressorMethod
 
-__all__ = ["OFER", "Hypotheses", "Method", "Reconstruction", "ReconstructionSettings", "ShapeRegressorMethod",
-           "available", "get", "image_generator", "register"]
+__all__ = ["OFER", "FitMethod", "Hypotheses", "Method", "Reconstruction", "ReconstructionSettings",
+           "ShapeRegressorMethod", "available", "get", "image_generator", "register"]

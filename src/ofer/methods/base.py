@@ -14,6 +14,7 @@ depends on the other images of the call, on their order, or on the batch size.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from abc import ABC, abstractmethod
@@ -27,7 +28,9 @@ import torch
 from ..config import Config, require, require_choice, require_int
 from ..errors import InputError
 from ..facemodels import FaceModel
+from ..fitting import Placement
 from ..frontend import get_frontend
+from .image_frame import place_in_image
 
 SAMPLERS = ("ddim", "ddpm")
 MAX_TIMESTEPS = 1000  # T of every shipped scheduler; checked again against each checkpoint's own T
@@ -86,6 +89,12 @@ class Reconstruction:
         box: (4,) the face's detection box in the image; timings: seconds per stage.
         appearance_found: whether the appearance encoder found a face in its crop (if not, its
             embedding is zeros and the expressions are unconditioned on appearance).
+        placement: head pose and camera of the 1 + M meshes in the photo (index 0: the neutral
+            ranked identity, i: hypothesis i - 1; :mod:`ofer.fitting.placement`), or ``None`` (no
+            photo, or no landmarks found: ``landmarks_found`` False).
+        reprojection_error: (1 + M,) mean landmark distance of each placed mesh, pixels.
+        landmarks68_2d: (1 + M, 68, 2) the model's iBUG-68 points of each mesh, projected (pixels).
+        image_size: (H, W) of the photo.
     """
 
     name: str
@@ -102,6 +111,11 @@ class Reconstruction:
     appearance_embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appearance_found: bool = True
     timings: dict = field(default_factory=dict)
+    placement: Optional[Placement] = None
+    reprojection_error: Optional[np.ndarray] = None
+    landmarks68_2d: Optional[np.ndarray] = None
+    image_size: Optional[tuple[int, int]] = None
+    landmarks_found: bool = True
 
     @property
     def shape(self) -> np.ndarray:
@@ -147,6 +161,14 @@ def make_reconstruction(model: FaceModel, method: str, name: str, shapes: torch.
     )
 
 
+def image_names(images: Sequence, names: Optional[Sequence[str]]) -> list[str]:
+    """``names`` (default ``image0``, ``image1``, ...), checked to be unique, one per image."""
+    names = list(names or [f"image{i}" for i in range(len(images))])
+    if len(names) != len(images) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per image")
+    return names
+
+
 class Method(ABC):
     """A reconstruction method: load it from a run, then reconstruct images or embeddings.
 
@@ -160,6 +182,7 @@ class Method(ABC):
     description: ClassVar[str] = ""
     produces_meshes: ClassVar[bool] = True
     needs_run: ClassVar[bool] = True  # False: works without checkpoints (e.g. the random prior)
+    needs_images: ClassVar[bool] = False  # True: cannot reconstruct from embeddings (protocol evaluation)
 
     face_model: FaceModel
     encoders: dict
@@ -188,6 +211,7 @@ class Method(ABC):
         """Move the method's networks and face model to ``device`` (inputs and outputs stay on the CPU)."""
         self.device = torch.device(device)
         self.face_model.to(self.device)
+        self._cpu_face_model = None
         for module in self.modules():
             module.to(self.device)
         return self
@@ -195,6 +219,14 @@ class Method(ABC):
     def modules(self) -> list[torch.nn.Module]:
         """The networks to move with :meth:`to` (besides the face model)."""
         return []
+
+    def cpu_face_model(self) -> FaceModel:
+        """The face model on the CPU, where the landmark fitter runs: itself, or a copy made once."""
+        if self.face_model.device.type == "cpu":
+            return self.face_model
+        if getattr(self, "_cpu_face_model", None) is None:
+            self._cpu_face_model = copy.deepcopy(self.face_model).to("cpu")
+        return self._cpu_face_model
 
     def checkpoint_record(self) -> dict:
         """What ``summary.json`` records about the weights used."""
@@ -206,11 +238,12 @@ class Method(ABC):
 
     def reconstruct(self, images: list[np.ndarray], settings: Optional[ReconstructionSettings] = None,
                     names: Optional[list[str]] = None) -> list[Reconstruction | InputError]:
-        """RGB images (H, W, 3) uint8 -> per image a :class:`Reconstruction`, or an InputError if no face."""
+        """RGB images (H, W, 3) uint8 -> per image a :class:`Reconstruction`, or an InputError if no face.
+
+        Each image is reconstructed on its own, then its meshes are placed in it (:func:`place_in_image`).
+        """
         settings = settings or ReconstructionSettings()
-        names = list(names or [f"image{i}" for i in range(len(images))])
-        if len(names) != len(images) or len(set(names)) != len(names):
-            raise ValueError("names must be unique, one per image")
+        names = image_names(images, names)
         frontend = self.frontend()
         out: list = []
         for image, name in zip(images, names):
@@ -225,7 +258,7 @@ class Method(ABC):
             rec.box = np.asarray(face.detection.box, dtype=np.float64)
             rec.appearance_found = bool(emb.appearance_found[0])
             rec.timings = {"frontend": elapsed, **rec.timings}
-            out.append(rec)
+            out.append(place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale))
         return out
 
     def hypotheses(self, identity: np.ndarray, appearance: np.ndarray, settings: ReconstructionSettings,

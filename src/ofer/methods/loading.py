@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CheckpointError, FaceModelError
-from ..facemodels import FaceModel, load_face_model_from_record
-from ..runs import Checkpoint, load_checkpoint, network_dir
+from ..facemodels import FaceModel, load_face_model, load_face_model_from_record
+from ..runs import CHECKPOINT_FILE, Checkpoint, load_checkpoint, network_dir
 from ..weights import default_run
 
 
@@ -33,3 +33,16 @@ def face_model_of(checkpoint: Checkpoint) -> FaceModel:
 
 def face_model_of_run(run: Path, network: str) -> FaceModel:
     return face_model_of(load_checkpoint(network_dir(run, network), network))
+
+
+def face_model_of_any(run: Optional[str | Path], face_model: Optional[FaceModel] = None) -> FaceModel:
+    """``face_model``; else the face model of ``run``'s first trained network (idgen, regressor); else the
+    built-in head (for methods that need no checkpoints)."""
+    if face_model is not None:
+        return face_model
+    if run is not None:
+        run = resolve_run(run)
+        trained = [net for net in ("idgen", "regressor") if (network_dir(run, net) / CHECKPOINT_FILE).is_file()]
+        if trained:
+            return face_model_of_run(run, trained[0])
+    return load_face_model("default")

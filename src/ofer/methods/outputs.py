@@ -1,9 +1,11 @@
-"""Files of a reconstruction: meshes, landmarks, coefficients, summary, preview and uncertainty map.
+"""Files of a reconstruction: overlay, meshes, landmarks, coefficients, pose and camera, summary, previews.
 
-``OUT/<name>/`` receives ``identity.ply``, ``expression_XX.ply``, ``kpt7.npy``, ``params.npz``,
-``summary.json``, ``preview.png`` and ``uncertainty.png``. Everything is first written to a
-temporary sibling folder that replaces the old one at the end, so a failure never leaves a
-half-written or destroyed result behind.
+``OUT/<name>/`` receives ``overlay.png`` (the meshes over the photo, where they were placed;
+:mod:`ofer.methods.overlay`), ``identity.ply``, ``expression_XX.ply``, ``kpt7.npy``, ``params.npz``
+(coefficients and, when placed, every mesh's pose and camera: :mod:`ofer.methods.image_frame`),
+``summary.json`` (with a ``camera`` block), ``preview.png`` and ``uncertainty.png``. Everything is
+first written to a temporary sibling folder that replaces the old one at the end, so a failure
+never leaves a half-written or destroyed result behind.
 
 Safety: result names are sanitised and unique within a call (:func:`result_names`), and a result
 folder is only ever replaced if ``ofer`` wrote it (it holds :data:`MARKER`); any other existing
@@ -30,6 +32,8 @@ from ..render.cameras import look_at_face
 from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
 from ..render.shading import SHShader
 from .base import Method, Reconstruction
+from .image_frame import camera_record, placement_arrays
+from .overlay import overlay_image
 
 MARKER = ".ofer-result"  # present in every folder written by write_reconstruction
 
@@ -111,6 +115,7 @@ def summary_record(rec: Reconstruction, settings: dict, method: Method, source: 
         "num_expressions": int(len(rec.expressions)),
         "box": [float(x) for x in rec.box],
         "appearance_found": bool(rec.appearance_found),
+        "landmarks_found": bool(rec.landmarks_found),
         "timings_s": {k: round(float(v), 4) for k, v in rec.timings.items()},
     }
 
@@ -136,8 +141,11 @@ def result_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summary: dict, units: str = "m") -> Path:
+def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summary: dict, units: str = "m",
+                         image: np.ndarray | None = None) -> Path:
     """Write all files of one reconstruction to ``out_dir/<rec.name>/`` (replaced atomically).
+
+    ``image``: the photo (RGB uint8) of a placed reconstruction, for ``overlay.png`` (none without).
 
     Raises:
         OferError: ``out_dir/<rec.name>`` exists but was not written by ofer (it is left untouched).
@@ -150,14 +158,17 @@ def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summar
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
     try:
-        _write_files(staging, rec, model, summary, units)
+        _write_files(staging, rec, model, summary, units, image)
         replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _write_files(folder: Path, rec: Reconstruction, model, summary: dict, units: str) -> None:
+def _write_files(folder: Path, rec: Reconstruction, model, summary: dict, units: str, image) -> None:
+    overlay = None if image is None else overlay_image(model, rec, image)
+    if overlay is not None:
+        Image.fromarray(overlay).save(folder / "overlay.png")
     scale = 1000.0 if units == "mm" else 1.0
     save_mesh(folder / "identity.ply", rec.identity_vertices, model.faces, units=units)
     for i, vertices in enumerate(rec.expression_vertices):
@@ -172,9 +183,10 @@ def _write_files(folder: Path, rec: Reconstruction, model, summary: dict, units:
         expressions=rec.expressions.astype(np.float32),
         identity_embedding=np.asarray(rec.identity_embedding, np.float32),
         appearance_embedding=np.asarray(rec.appearance_embedding, np.float32),
+        **placement_arrays(rec),
     )
     Image.fromarray(preview_image(model, rec)).save(folder / "preview.png")
     Image.fromarray(uncertainty_image(model, rec)).save(folder / "uncertainty.png")
-    summary = dict(summary, units={"meshes": units, "kpt7": units})
+    summary = dict(summary, units={"meshes": units, "kpt7": units}, camera=camera_record(rec, units))
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     (folder / MARKER).write_text("written by ofer reconstruct\n")

@@ -9,10 +9,9 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..facemodels import FaceModel, load_face_model
-from ..runs import CHECKPOINT_FILE, network_dir
+from ..facemodels import FaceModel
 from .base import Method, Reconstruction, ReconstructionSettings, image_generator, make_reconstruction
-from .loading import face_model_of_run, resolve_run
+from .loading import face_model_of_any
 from .registry import register
 
 
@@ -33,11 +32,7 @@ class RandomPrior(Method):
     def from_run(cls, run=None, face_model: Optional[FaceModel] = None, device="cpu") -> "RandomPrior":
         """The prior of ``face_model``; else of the face model of ``run``'s networks; else the built-in head."""
         device = resolve_device(device)
-        if face_model is None and run is not None:
-            run = resolve_run(run)
-            trained = [net for net in ("idgen", "regressor") if (network_dir(run, net) / CHECKPOINT_FILE).is_file()]
-            face_model = face_model_of_run(run, trained[0]) if trained else None
-        return cls(face_model or load_face_model("default"), run).to(device)
+        return cls(face_model_of_any(run, face_model), run).to(device)
 
     @torch.no_grad()
     def reconstruct_embeddings(self, identity: np.ndarray, appearance: np.ndarray, settings: ReconstructionSettings,
