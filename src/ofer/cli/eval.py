@@ -1,5 +1,6 @@
 """``ofer eval``: benchmarks. ``now`` scores a prediction folder; ``co545``, ``rank`` and ``shape`` evaluate
-methods (``--method NAME``, repeatable, from :mod:`ofer.methods.registry`) on a protocol folder.
+methods (``--method NAME``, repeatable, from :mod:`ofer.methods.registry`) on a protocol folder; ``photos``
+evaluates them on real photos without 3D ground truth (:mod:`ofer.evaluation.photos`).
 
 Each benchmark is a sub-command registered by a function in :data:`BENCHMARKS` (name -> function taking
 the ``add_subparsers`` object of ``ofer eval``). Every option is validated before any work starts.
@@ -20,7 +21,7 @@ from ..errors import OferError
 from ..io.atomic import write_json
 
 # the methods evaluated when no --method is given
-DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior")}
+DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior"), "photos": ("ofer", "fit")}
 
 
 def register_now(sub) -> None:
@@ -96,9 +97,39 @@ def register_shape(sub) -> None:
     parser.set_defaults(func=run_shape)
 
 
+def register_photos(sub) -> None:
+    parser = sub.add_parser(
+        "photos", help="real-photo report: identity stability under pasted occluders, expression agreement with "
+                       "MediaPipe, hidden-region fidelity (no 3D ground truth)",
+        description="Evaluate methods on the main face of each photo, clean and with pasted occluders; writes "
+                    "REPORT/report.md, metrics.json and photos.png and prints the tables. An unreadable file or a "
+                    "photo without a face is reported in one line and skipped. Exit status: 0 if at least one face "
+                    "was evaluated, 1 if none, 2 for invalid options.")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT", help="report folder")
+    parser.add_argument("--manifest", type=Path, default=None, metavar="CSV",
+                        help="CSV with columns file, person: identity distances between photos of the same person "
+                             "and of different people (rows naming files not given are ignored)")
+    parser.add_argument("--occluders", default=None,
+                        help="comma-separated occluders among eyes, mouth, hand (default: all three)")
+    parser.add_argument("--method", action="append", metavar="NAME", default=None,
+                        help=f"method to evaluate (repeatable; default: {' and '.join(DEFAULT_METHODS['photos'])})")
+    parser.add_argument("--checkpoints", type=Path, default=None, metavar="RUN",
+                        help="run folder of every method (default: the shipped weights)")
+    parser.add_argument("--shapes", type=int, default=100, help="identity samples N per photo")
+    parser.add_argument("--expressions", type=int, default=16, help="expression hypotheses M per photo")
+    parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: each method's own)")
+    parser.add_argument("--seed", type=int, default=0, help="seed S (the seed-stability row compares S and S + 1)")
+    parser.add_argument("--no-photos", action="store_true",
+                        help="figure without photo pixels (renders only), e.g. for the repository")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    parser.set_defaults(func=run_photos)
+
+
 # name -> function(subparsers) that adds the sub-command of ``ofer eval``
 BENCHMARKS: dict[str, Callable] = {"now": register_now, "co545": register_co545, "rank": register_rank,
-                                   "shape": register_shape}
+                                   "shape": register_shape, "photos": register_photos}
 
 
 def _settings(args: argparse.Namespace):
@@ -124,6 +155,9 @@ def _prepare(args: argparse.Namespace, command: str):
     settings = _settings(args)
     device = resolve_device(args.device)
     classes = [registry.get(name) for name in dict.fromkeys(args.method or DEFAULT_METHODS[command])]
+    for cls in classes:
+        if cls.needs_images:
+            raise OferError(f"method {cls.name!r} needs images, not embeddings: it cannot run on a protocol folder")
     if getattr(args, "reference_samples", None) is not None:
         require_int(args.reference_samples, "--reference-samples", 2, 1_000_000)
     if getattr(args, "reference", None) is not None:
@@ -237,8 +271,64 @@ def run_shape(args: argparse.Namespace) -> int:
     return 0
 
 
+def _photo_methods(args: argparse.Namespace, settings) -> list:
+    """The methods of ``ofer eval photos``, loaded and checked (default: those of the defaults registered)."""
+    from ..methods import registry
+
+    names = args.method or [n for n in DEFAULT_METHODS["photos"] if n in registry.available()]
+    classes = [registry.get(name) for name in dict.fromkeys(names)]
+    for cls in classes:
+        if not cls.produces_meshes:
+            raise OferError(f"method {cls.name!r} does not produce meshes")
+    device = resolve_device(args.device)
+    methods = [cls.from_run(args.checkpoints, device=device) for cls in classes]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise OferError(f"methods with the same row label: {', '.join(labels)}")
+    for method in methods:
+        method.validate(settings)
+    return methods
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..evaluation.photo_figure import PhotoFigure
+    from ..evaluation.photo_occluders import OCCLUDERS, parse_occluders
+    from ..evaluation.photo_report import photo_tables, write_photo_report
+    from ..evaluation.photos import evaluate_photos, read_manifest
+    from ..methods.base import ReconstructionSettings
+
+    occluders = parse_occluders(args.occluders) if args.occluders is not None else OCCLUDERS
+    require_int(args.seed, "--seed", 0, 2**63 - 2)
+    settings = ReconstructionSettings(shapes=args.shapes, expressions=args.expressions, sampler=args.sampler,
+                                      steps=args.steps, seed=args.seed)
+    persons = read_manifest(args.manifest) if args.manifest is not None else None
+    if args.output.exists() and not args.output.is_dir():
+        raise OferError(f"-o {args.output}: exists and is not a folder")
+    methods = _photo_methods(args, settings)
+    figure = PhotoFigure(photos=not args.no_photos)
+
+    def report(message: str) -> None:  # tqdm.write keeps the line apart from the progress bar
+        tqdm.write(f"ofer: error: {message}", file=sys.stderr)
+
+    evaluation = evaluate_photos(args.images, methods, settings, occluders, persons, on_error=report, figure=figure)
+    if not evaluation.photos:
+        report("no face was evaluated (every input was unreadable or showed no face)")
+        return 1
+    tables = photo_tables(evaluation, occluders, persons is not None)
+    record = {"images": [str(p) for p in args.images], "manifest": str(args.manifest) if args.manifest else None,
+              "occluders": list(occluders), "methods": [m.name for m in methods],
+              "checkpoints": str(args.checkpoints) if args.checkpoints else None, **settings.to_dict()}
+    write_photo_report(args.output, evaluation, tables, record)
+    figure.save(args.output / "photos.png")
+    print("\n\n".join(tables))
+    print(f"wrote {args.output / 'report.md'}, {args.output / 'metrics.json'} and {args.output / 'photos.png'}")
+    return 0
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="evaluation: now, co545, shape, rank")
+    parser = subparsers.add_parser("eval", help="evaluation: now, co545, shape, rank, photos")
     sub = parser.add_subparsers(dest="eval_command", metavar="BENCHMARK")
     sub.required = True
     for add in BENCHMARKS.values():

@@ -86,7 +86,7 @@ def render_emoji(text: str) -> np.ndarray:
     return np.asarray(canvas.crop(box))
 
 
-def _paste(image: np.ndarray, art: Image.Image, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def paste_art(image: np.ndarray, art: Image.Image, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Alpha-composite RGBA ``art`` centred at ``centre``; returns the new image and the coverage mask."""
     height, width = image.shape[:2]
     layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
@@ -97,7 +97,8 @@ def _paste(image: np.ndarray, art: Image.Image, centre: tuple[float, float]) -> 
     return (out * 255 + 0.5).astype(np.uint8), alpha[..., 0] > 0.5
 
 
-def _transformed(art: np.ndarray, width_px: float, angle_deg: float, flip: bool) -> Image.Image:
+def transform_art(art: np.ndarray, width_px: float, angle_deg: float, flip: bool) -> Image.Image:
+    """RGBA ``art`` (h, w, 4) mirrored if ``flip``, resized to ``width_px`` wide, rotated by ``angle_deg`` (CCW)."""
     picture = Image.fromarray(art)
     if flip:
         picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -127,10 +128,10 @@ def face_frame(landmarks: np.ndarray) -> dict[str, np.ndarray | float]:
 def _hand(image, landmarks, rng) -> Occlusion:
     frame = face_frame(landmarks)
     glyph = HAND_GLYPHS[rng.integers(len(HAND_GLYPHS))] + SKIN_TONES[rng.integers(len(SKIN_TONES))]
-    art = _transformed(render_emoji(glyph), frame["width"] * rng.uniform(0.55, 0.95), rng.uniform(-60, 60), rng.random() < 0.5)
+    art = transform_art(render_emoji(glyph), frame["width"] * rng.uniform(0.55, 0.95), rng.uniform(-60, 60), rng.random() < 0.5)
     anchor = landmarks[rng.integers(17, 68)]  # somewhere on the inner face
     centre = anchor + rng.normal(0, 0.12, 2) * frame["width"]
-    out, mask = _paste(image, art, tuple(centre))
+    out, mask = paste_art(image, art, tuple(centre))
     return Occlusion(out, mask, "hand", f"emoji U+{ord(glyph[0]):04X}")
 
 
@@ -148,8 +149,8 @@ def _glyph_object(image, landmarks, rng) -> Occlusion:
         else:
             centre = frame[where] if where != "any" else landmarks[rng.integers(17, 68)]
         centre = centre + rng.normal(0, 0.06, 2) * frame["width"]
-    art = _transformed(render_emoji(glyph), width, angle, rng.random() < 0.5)
-    out, mask = _paste(image, art, tuple(centre))
+    art = transform_art(render_emoji(glyph), width, angle, rng.random() < 0.5)
+    out, mask = paste_art(image, art, tuple(centre))
     return Occlusion(out, mask, "object", f"emoji U+{ord(glyph):04X}")
 
 
@@ -171,7 +172,7 @@ def _draw_polygon(image, polygon: np.ndarray, colour, rng, shade: bool = True) -
             draw.line([(polygon[:, 0].min(), y), (polygon[:, 0].max(), y)], fill=tuple(int(c * 0.85) for c in colour) + (255,), width=2)
         layer = layer.filter(ImageFilter.GaussianBlur(0.8))
         layer.putalpha(Image.fromarray(alpha))
-    return _paste(image, layer, (width / 2, height / 2))
+    return paste_art(image, layer, (width / 2, height / 2))
 
 
 def _surgical_mask(image, landmarks, rng) -> Occlusion:

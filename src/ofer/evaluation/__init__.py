@@ -2,8 +2,9 @@
 
 All lengths are millimetres. See :mod:`ofer.evaluation.metrics` and :mod:`ofer.evaluation.ranking` for
 the exact definitions, :mod:`ofer.evaluation.now` for the NoW protocol and its folder layout,
-:mod:`ofer.evaluation.protocol` for the CO-545-style evaluation of methods and
-:mod:`ofer.evaluation.reference` for the reference distribution of ODE and STD-S.
+:mod:`ofer.evaluation.protocol` for the CO-545-style evaluation of methods,
+:mod:`ofer.evaluation.reference` for the reference distribution of ODE and STD-S and
+:mod:`ofer.evaluation.photos` for the real-photo report (no 3D ground truth).
 """
 
 from .metrics import (

@@ -237,10 +237,11 @@ class Method(ABC):
         return get_frontend(self.encoders)
 
     def reconstruct(self, images: list[np.ndarray], settings: Optional[ReconstructionSettings] = None,
-                    names: Optional[list[str]] = None) -> list[Reconstruction | InputError]:
+                    names: Optional[list[str]] = None, place: bool = True) -> list[Reconstruction | InputError]:
         """RGB images (H, W, 3) uint8 -> per image a :class:`Reconstruction`, or an InputError if no face.
 
-        Each image is reconstructed on its own, then its meshes are placed in it (:func:`place_in_image`).
+        Each image is reconstructed on its own, then (``place``) its meshes are placed in it
+        (:func:`place_in_image`); ``place=False`` skips that fit (callers that pose the meshes themselves).
         """
         settings = settings or ReconstructionSettings()
         names = image_names(images, names)
@@ -258,7 +259,7 @@ class Method(ABC):
             rec.box = np.asarray(face.detection.box, dtype=np.float64)
             rec.appearance_found = bool(emb.appearance_found[0])
             rec.timings = {"frontend": elapsed, **rec.timings}
-            out.append(place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale))
+            out.append(place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale) if place else rec)
         return out
 
     def hypotheses(self, identity: np.ndarray, appearance: np.ndarray, settings: ReconstructionSettings,

@@ -60,8 +60,11 @@ class FitMethod(Method):
         raise OferError(f"method {self.name!r} needs images, not embeddings")
 
     def reconstruct(self, images: list[np.ndarray], settings: Optional[ReconstructionSettings] = None,
-                    names: Optional[list[str]] = None) -> list[Reconstruction | InputError]:
-        """RGB images (H, W, 3) uint8 -> per image a fitted :class:`Reconstruction`, or an InputError if no face."""
+                    names: Optional[list[str]] = None, place: bool = True) -> list[Reconstruction | InputError]:
+        """RGB images (H, W, 3) uint8 -> per image a fitted :class:`Reconstruction`, or an InputError if no face.
+
+        The fit itself places the meshes, so ``place`` changes nothing here.
+        """
         return [self._one(image, name) for image, name in zip(images, image_names(images, names))]
 
     @torch.no_grad()
