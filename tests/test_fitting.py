@@ -106,10 +106,20 @@ def test_options_are_validated():
         FitOptions(mode="magic")
     with pytest.raises(ConfigError, match="fov_deg"):
         FitOptions(fov_deg=0.0)
-    assert math.isclose(FitOptions().fov_deg, 30.0)
+    assert math.isclose(FitOptions().fov_deg, 20.0)
 
 
 def test_pose_mode_needs_shape_and_code(default_model):
     pixels, _, _ = _scene(default_model, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="pose"):
         fit_landmarks(default_model, LandmarkObservations.from_points(pixels, (256, 256)), FitOptions(mode="pose"))
+
+
+def test_the_built_in_head_ships_a_calibration_of_mediapipe(default_model):
+    from ofer.fitting import landmark_calibration
+
+    calibration = landmark_calibration(default_model, "mediapipe478")
+    assert calibration is not None, "scripts/calibrate_landmarks.py writes src/ofer/fitting/data/mediapipe478_*.npz"
+    assert calibration.bias.shape == (478, 3) and calibration.sigma.shape == (478,)
+    assert torch.isfinite(calibration.bias).all() and (calibration.sigma > 0).all()
+    assert landmark_calibration(default_model, "ibug68") is None  # none shipped for the 68 points

@@ -101,3 +101,17 @@ def test_keypoints_from_landmarks():
     lmk[30] = [20, 30]
     lmk[48], lmk[54] = [12, 40], [28, 40]
     np.testing.assert_allclose(keypoints5_from_ibug68(lmk), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+
+
+def test_a_recipe_reloaded_from_its_manifest_remakes_the_same_samples():
+    """The manifest stores the occluder mix with sorted keys; the category draw must not depend on the order."""
+    mix = {"hand": 0.3, "object": 0.35, "random": 0.25, "none": 0.1}
+    reordered = dict(sorted(mix.items()))
+    assert list(reordered) != list(mix)
+    first = SampleMaker("default", tiny_config(occluder_mix=mix))
+    second = SampleMaker("default", tiny_config(occluder_mix=reordered))
+    assert first.categories == second.categories
+    for index in range(4):
+        a, b = first.make(index, 5), second.make(index, 5)
+        assert a["category"] == b["category"]
+        np.testing.assert_array_equal(a["image"], b["image"])

@@ -64,7 +64,9 @@ class SampleMaker:
             neutral = self.model().vertices[0]
         self.centre = 0.5 * (neutral.amin(0) + neutral.amax(0))
         self.front_triangles = self.model.front_mask[self.model.faces].all(1)
-        mix = {k: v for k, v in config.occluder_mix.items() if v > 0}
+        # Canonical order, not the dict's: a manifest saves the mix with sorted keys, and the category
+        # draw must not depend on the order it was written in (a reloaded recipe remakes the same data).
+        mix = {k: config.occluder_mix[k] for k in CATEGORIES if config.occluder_mix.get(k, 0) > 0}
         self.categories = list(mix)
         self.category_p = np.array([mix[k] for k in self.categories]) / sum(mix.values())
         self.identity_bank: Optional[torch.Tensor] = None

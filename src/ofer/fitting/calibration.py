@@ -1,14 +1,21 @@
 """Shipped landmark calibrations: where a landmark detector's points sit on a face model's surface.
 
 A calibration file ``data/<scheme>_<fingerprint[:12]>.npz`` holds, for one face model (by its
-fingerprint) and one scheme, ``bias`` (L, 3): a model-frame offset (metres) added to each embedded
-point, and ``sigma`` (L,): the detector's residual spread per point (relative; the fitter weights
-points by ``(mean sigma / sigma)^2``). ``scripts/calibrate_landmarks.py`` measures them on renders
-with known ground truth. A model without a file is fitted uncalibrated.
+fingerprint) and one scheme:
+
+- ``bias`` (L, 3): a model-frame offset (metres) added to each embedded point;
+- ``sigma`` (L,): the detector's residual spread per point (the fitter weights points by
+  ``(mean sigma / sigma)^2``);
+- ``depth_offset`` (L,), optional: the detector's mean relative-depth error per point, in face sizes
+  (RMS distance of its points to their centroid), subtracted from the observed depth.
+
+``scripts/calibrate_landmarks.py`` measures them on renders with known ground truth (seed 777, not
+the held-out set). A model without a file is fitted uncalibrated.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -19,19 +26,28 @@ import torch
 DATA = Path(__file__).resolve().parent / "data"
 
 
+@dataclass(frozen=True)
+class LandmarkCalibration:
+    """``bias`` (L, 3) metres, ``sigma`` (L,), ``depth_offset`` (L,) face sizes or ``None``."""
+
+    bias: torch.Tensor
+    sigma: torch.Tensor
+    depth_offset: Optional[torch.Tensor] = None
+
+
 def calibration_path(fingerprint: str, scheme: str) -> Path:
     return DATA / f"{scheme}_{fingerprint[:12]}.npz"
 
 
 @lru_cache(maxsize=8)
-def _load(path: str) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+def _load(path: str) -> Optional[LandmarkCalibration]:
     if not Path(path).is_file():
         return None
     with np.load(path) as data:
-        return torch.as_tensor(data["bias"], dtype=torch.float32), torch.as_tensor(data["sigma"], dtype=torch.float32)
+        get = lambda key: torch.as_tensor(data[key], dtype=torch.float32) if key in data else None  # noqa: E731
+        return LandmarkCalibration(get("bias"), get("sigma"), get("depth_offset"))
 
 
-def landmark_calibration(model, scheme: str) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """``(bias (L, 3), sigma (L,))`` shipped for ``model`` and ``scheme``, or ``(None, None)``."""
-    found = _load(str(calibration_path(model.fingerprint(), scheme)))
-    return (None, None) if found is None else found
+def landmark_calibration(model, scheme: str) -> Optional[LandmarkCalibration]:
+    """The calibration shipped for ``model`` and ``scheme``, or ``None``."""
+    return _load(str(calibration_path(model.fingerprint(), scheme)))

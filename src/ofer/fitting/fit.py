@@ -54,14 +54,15 @@ class FitOptions(Config):
         rigid_steps, full_steps: Adam iterations of the rigid and the full stage.
         lr: Adam step size (parameters are scaled to be of unit order).
         robust_scale: pseudo-Huber scale, as a fraction of the face size in the image.
-        depth_weight: weight of the relative-depth term (0: 2D only).
+        depth_weight: weight of the relative-depth term (0: 2D only); ``depth_pose_only``: the
+            depth term moves the pose and camera, not the shape and expression.
         shape_prior, expression_prior: weights of the standardised-shape and expression priors.
         calibrate: apply the face model's shipped landmark calibration (bias and per-point noise).
     """
 
     mode: str = "full"
     projection: str = "perspective"
-    fov_deg: float = 30.0
+    fov_deg: float = 20.0
     focal_prior: float = 1.0
     fixed_focal: bool = False
     rigid_steps: int = 100
@@ -69,6 +70,7 @@ class FitOptions(Config):
     lr: float = 0.02
     robust_scale: float = 0.02
     depth_weight: float = 0.0
+    depth_pose_only: bool = True
     shape_prior: float = 0.02
     expression_prior: float = 1.0
     calibrate: bool = True
@@ -165,10 +167,13 @@ class _Problem:
         batch = len(obs)
         dtype = torch.float32
         self.points = obs.points.to(dtype)
-        bias, sigma = landmark_calibration(model, obs.scheme) if options.calibrate else (None, None)
-        self.bias = bias  # (L, 3) model-frame offsets added to the model's points, or None
+        calibration = landmark_calibration(model, obs.scheme) if options.calibrate else None
+        self.bias = None if calibration is None else calibration.bias  # (L, 3) model-frame offsets, or None
+        sigma = None if calibration is None else calibration.sigma
         self.weights = obs.weights.to(dtype) * (1.0 if sigma is None else (sigma.mean() / sigma) ** 2)
         self.depth = obs.depth.to(dtype) if (obs.depth is not None and options.depth_weight > 0) else None
+        if self.depth is not None and calibration is not None and calibration.depth_offset is not None:
+            self.depth = self.depth - calibration.depth_offset * face_size(self.points, torch.ones_like(self.depth))[:, None]
         self.size = face_size(self.points, self.weights)
         self.image_size = obs.image_size
         height, width = obs.image_size
@@ -256,7 +261,8 @@ class _Problem:
         wsum = w.sum(1).clamp(min=1e-12)
         loss = (w * pseudo_huber(residual / self.size[:, None], opts.robust_scale)).sum(1) / wsum
         if self.depth is not None:
-            cam = placement.to_camera(points)[..., 2]
+            # The depth moves the pose only: MediaPipe's depth is too coarse to shape the face (measured).
+            cam = placement.to_camera(points.detach() if opts.depth_pose_only else points)[..., 2]
             if opts.projection == "perspective":
                 depth_px = cam * (placement.intrinsics[:, 0, 0] / cam.detach().mean(1))[:, None]
             else:
