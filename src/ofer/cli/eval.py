@@ -24,6 +24,15 @@ from ..io.atomic import write_json
 DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior"), "photos": ("ofer", "fit")}
 
 
+
+def load_methods(classes, checkpoints, device) -> list:
+    """Load each method class from ``checkpoints``; their table rows must have distinct labels."""
+    methods = [cls.from_run(checkpoints, device=device) for cls in classes]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise OferError(f"methods with the same row label: {', '.join(labels)}")
+    return methods
+
 def register_now(sub) -> None:
     parser = sub.add_parser(
         "now",
@@ -163,10 +172,7 @@ def _prepare(args: argparse.Namespace, command: str):
     if getattr(args, "reference", None) is not None:
         check_reference_folder(args.reference)
     protocol = load_protocol(args.data)
-    methods = [cls.from_run(args.checkpoints, device=device) for cls in classes]
-    labels = [m.label for m in methods]
-    if len(set(labels)) != len(labels):
-        raise OferError(f"methods with the same row label: {', '.join(labels)}")
+    methods = load_methods(classes, args.checkpoints, device)
     for method in methods:
         check_method(protocol, method)
     model = methods[0].face_model
@@ -281,10 +287,7 @@ def _photo_methods(args: argparse.Namespace, settings) -> list:
         if not cls.produces_meshes:
             raise OferError(f"method {cls.name!r} does not produce meshes")
     device = resolve_device(args.device)
-    methods = [cls.from_run(args.checkpoints, device=device) for cls in classes]
-    labels = [m.label for m in methods]
-    if len(set(labels)) != len(labels):
-        raise OferError(f"methods with the same row label: {', '.join(labels)}")
+    methods = load_methods(classes, args.checkpoints, device)
     for method in methods:
         method.validate(settings)
     return methods
