@@ -127,12 +127,13 @@ def recipe_config(manifest):
 def scene_chunk(maker, manifest, start: int, count: int, stored_images: np.ndarray) -> dict:
     """Regenerate samples start..start+count-1, run MediaPipe on both pictures, project the true points."""
     from ofer.fitting import model_points, observe
+    from ofer.fitting.observations import mediapipe_rotation
     from ofer.render.cameras import FRONTAL_R, head_rotation
 
     model = maker.model
     out = {k: [] for k in ("image_clean", "image", "occluder_mask", "same_image", "shape", "expression",
                            "head_pose", "camera", "landmarks2d", "mp_clean", "found_clean", "mp_occluded",
-                           "found_occluded", "true478", "true_depth", "mp_seconds")}
+                           "found_occluded", "true478", "true_depth", "mp_seconds", "rotation_clean", "rotation_occluded")}
     for index in range(start, start + count):
         rec = maker.make(index, manifest.seed)
         out["image_clean"].append(rec["image_clean"])
@@ -147,6 +148,7 @@ def scene_chunk(maker, manifest, start: int, count: int, stored_images: np.ndarr
             out[f"found_{cond}"].append(face is not None)
             out[f"mp_{cond}"].append(np.full((478, 3), np.nan, np.float32) if face is None
                                      else face.points.astype(np.float32))
+            out[f"rotation_{cond}"].append(np.eye(3) if face is None else mediapipe_rotation(face.matrix))
         out["mp_seconds"].append((time.perf_counter() - t) / 2)
         # the true 478 points through the true camera (the renderer's frame: vertices - centre)
         with torch.no_grad():
@@ -169,7 +171,7 @@ def scenes(args, manifest, maker) -> dict:
     """The first ``n`` scenes (cached in chunks of :data:`CHUNK`)."""
     from ofer.data.shards import read_npz, shard_name
 
-    key = digest("scenes-v1", manifest.dataset_checksum(), manifest.seed, recipe_config(manifest).to_dict())
+    key = digest("scenes-v2", manifest.dataset_checksum(), manifest.seed, recipe_config(manifest).to_dict())
     parts = []
     shard_cache: dict[int, np.ndarray] = {}
 
@@ -262,7 +264,8 @@ def calibration_key(model, options) -> str:
     if not options.calibrate or not path.is_file():
         return "none"
     with np.load(path) as data:  # what the fitter reads (other keys do not change a fit)
-        return digest(data["bias"].tobytes(), data["sigma"].tobytes())
+        keys = [k for k in ("bias", "sigma", "depth_offset", "rotation_offset") if k in data.files]
+        return digest(*(data[k].tobytes() for k in keys))
 
 
 def calibration_file(model) -> str:
@@ -284,7 +287,8 @@ def observations(scene: dict, cond: str):
     found = scene[f"found_{cond}"]
     index = np.flatnonzero(found)
     points = scene[f"mp_{cond}"][index]
-    obs = LandmarkObservations.from_points(points[..., :2], size, depth=points[..., 2])
+    obs = LandmarkObservations.from_points(points[..., :2], size, depth=points[..., 2],
+                                           rotation=scene[f"rotation_{cond}"][index])
     if cond == "occluded":
         masks = unpack_bits(scene["occluder_mask"][index], size[1])
         obs = obs.drop_masked(masks)
@@ -303,8 +307,7 @@ def fit_condition(args, model, scene: dict, cond: str, options, key: str) -> dic
                             "reprojection_error", "seconds")}
     for start in tqdm(range(0, len(index), args.batch), desc=f"fit {cond}", leave=False, file=sys.stderr):
         part = slice(start, start + args.batch)
-        batch = type(obs)(obs.points[part], obs.weights[part], None if obs.depth is None else obs.depth[part],
-                          obs.scheme, obs.image_size)
+        batch = obs.select(part)
         t = time.perf_counter()
         fit = fit_landmarks(model, batch, options)
         elapsed = time.perf_counter() - t

@@ -62,15 +62,17 @@ def digest(*parts) -> str:
 def render_chunk(maker, seed: int, start: int, count: int) -> dict[str, np.ndarray]:
     """MediaPipe on the clean renders start..start+count-1 and the truth: model points, camera."""
     from ofer.fitting import model_points, observe
+    from ofer.fitting.observations import mediapipe_rotation
     from ofer.render.cameras import FRONTAL_R, head_rotation
 
     model = maker.model
-    out = {k: [] for k in ("mp", "found", "points", "rotation", "translation", "focal", "centre")}
+    out = {k: [] for k in ("mp", "found", "points", "rotation", "translation", "focal", "centre", "mp_rotation")}
     for index in range(start, start + count):
         rec = maker.make(index, seed)
         face = observe(rec["image_clean"])
         out["found"].append(face is not None)
         out["mp"].append(np.full((478, 3), np.nan) if face is None else face.points)
+        out["mp_rotation"].append(np.full((3, 3), np.nan) if face is None else mediapipe_rotation(face.matrix))
         with torch.no_grad():
             expression = torch.as_tensor(rec["expression"])[None]
             vertices = model(torch.as_tensor(rec["shape"])[None], expression).vertices - maker.centre
@@ -87,7 +89,7 @@ def render_chunk(maker, seed: int, start: int, count: int) -> dict[str, np.ndarr
 def renders(maker, seed: int, count: int, cache: Path) -> dict[str, np.ndarray]:
     from ofer.io.atomic import save_npz
 
-    key = digest("calib-v1", maker.model.fingerprint(), maker.config.to_dict(), seed)
+    key = digest("calib-v2", maker.model.fingerprint(), maker.config.to_dict(), seed)
     parts = []
     for start in tqdm(range(0, count, CHUNK), desc=f"renders + MediaPipe (seed {seed})", unit="chunk",
                       file=sys.stderr):
@@ -211,6 +213,22 @@ def depth_summary(data: Renders, bias: np.ndarray, offset: np.ndarray) -> float:
     return float((np.abs(residual) / data.size[:, None]).mean() * 100)
 
 
+def rotation_offset(calib: dict, val: dict) -> tuple[np.ndarray, float, float]:
+    """The constant C (3, 3) with ``R_true ~ R_mediapipe @ C`` (mean rotation over the calibration
+    renders), and the validation renders' median angle (degrees) without and with it."""
+    from scipy.spatial.transform import Rotation
+
+    from ofer.fitting import rotation_angle_deg
+
+    found = calib["found"].astype(bool)
+    relative = np.einsum("kji,kjl->kil", calib["mp_rotation"][found], calib["rotation"][found])
+    offset = Rotation.from_matrix(relative).mean().as_matrix()
+    ok = val["found"].astype(bool)
+    before = rotation_angle_deg(val["mp_rotation"][ok], val["rotation"][ok])
+    after = rotation_angle_deg(val["mp_rotation"][ok] @ offset, val["rotation"][ok])
+    return offset, float(np.median(before)), float(np.median(after))
+
+
 def depth_scale(data: Renders) -> float:
     """Median over renders of the least-squares factor a in MediaPipe's depth ~ a * true depth."""
     return float(np.median(data.depth_gain(np.zeros(data.points.shape[1:]))))
@@ -282,16 +300,20 @@ def main(argv=None) -> int:
           f"({before[0]['pct']:.2f} -> {after_calib['pct']:.2f} % of the face size); validation "
           f"{before[1]['px']:.3f} -> {after_val['px']:.3f} px ({before[1]['pct']:.2f} -> {after_val['pct']:.2f} %)")
     offset = depth_offsets(calib, bias)
-    print(f"per-point depth offsets (not used by the fitter yet): mean |depth residual| calibration "
+    print(f"per-point depth offsets (used by the fitter with depth_weight > 0): mean |depth residual| calibration "
           f"{summary(calib, bias)['depth_pct']:.2f} -> {depth_summary(calib, bias, offset):.2f} %, validation "
           f"{summary(val, bias)['depth_pct']:.2f} -> {depth_summary(val, bias, offset):.2f} % of the face size")
+    offset_rotation, pose_before, pose_after = rotation_offset(calib_raw, val_raw)
+    print(f"MediaPipe's own head rotation, mapped to the model frame by a constant offset: median error "
+          f"validation {pose_before:.2f} deg (no offset) -> {pose_after:.2f} deg")
     if args.dry_run:
         return 0
     path = args.output or calibration_path(model.fingerprint(), SCHEME)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz(path, bias=bias.astype(np.float32), sigma=sigma.astype(np.float32), renders=np.int64(len(calib)),
              seed=np.int64(args.seed), depth_weight=np.float64(args.depth_weight), ridge=np.float64(args.ridge),
-             fingerprint=np.str_(model.fingerprint()), depth_offset=offset.astype(np.float32))
+             fingerprint=np.str_(model.fingerprint()), depth_offset=offset.astype(np.float32),
+             rotation_offset=offset_rotation.astype(np.float32))
     print(f"wrote {path}")
     return 0
 

@@ -123,3 +123,22 @@ def test_the_built_in_head_ships_a_calibration_of_mediapipe(default_model):
     assert calibration.bias.shape == (478, 3) and calibration.sigma.shape == (478,)
     assert torch.isfinite(calibration.bias).all() and (calibration.sigma > 0).all()
     assert landmark_calibration(default_model, "ibug68") is None  # none shipped for the 68 points
+
+
+def test_the_rotation_prior_pulls_towards_the_detectors_head_rotation(default_model, monkeypatch):
+    from ofer.fitting import fit as fit_module
+    from ofer.fitting.calibration import LandmarkCalibration
+
+    identity = LandmarkCalibration(bias=torch.zeros(478, 3), sigma=torch.ones(478), rotation_offset=torch.eye(3))
+    monkeypatch.setattr(fit_module, "landmark_calibration", lambda model, scheme: identity)
+    pixels, rotation, code = _scene(default_model, yaw=10.0, pitch=0.0, roll=0.0)
+    target = (FRONTAL_R @ head_rotation(20.0, 0.0, 0.0)).double()  # the detector says 20 degrees of yaw
+    obs = LandmarkObservations.from_points(pixels, (256, 256), rotation=target[None])
+    shape = torch.zeros(1, default_model.shape_dim)
+    angles = {}
+    for weight in (0.0, 100.0):
+        fit = fit_landmarks(default_model, obs, FitOptions(mode="pose", rotation_prior=weight, fov_deg=18.0),
+                            shape=shape, code=code)
+        angles[weight] = rotation_angle_deg(fit.placement.rotation.numpy(), target.numpy())[0]
+    assert abs(angles[0.0] - 10.0) < 0.5  # off: the landmarks alone, 10 degrees from the detector's rotation
+    assert angles[100.0] < 5.0  # a strong prior pulls the pose more than halfway towards it

@@ -57,6 +57,8 @@ class FitOptions(Config):
         depth_weight: weight of the relative-depth term (0: 2D only); ``depth_pose_only``: the
             depth term moves the pose and camera, not the shape and expression.
         shape_prior, expression_prior: weights of the standardised-shape and expression priors.
+        rotation_prior: weight of ``|R - R_detector C|^2``, the detector's own head rotation mapped
+            to the model frame by the calibration's ``rotation_offset`` C (0, or either missing: off).
         calibrate: apply the face model's shipped landmark calibration (bias and per-point noise).
     """
 
@@ -71,7 +73,8 @@ class FitOptions(Config):
     robust_scale: float = 0.02
     depth_weight: float = 0.0
     depth_pose_only: bool = True
-    shape_prior: float = 0.02
+    shape_prior: float = 0.1
+    rotation_prior: float = 1.0
     expression_prior: float = 1.0
     calibrate: bool = True
 
@@ -81,7 +84,8 @@ class FitOptions(Config):
         require(1.0 <= self.fov_deg <= 120.0, f"fov_deg must be in [1, 120], got {self.fov_deg}")
         require_int(self.rigid_steps, "rigid_steps", 0, 100_000)
         require_int(self.full_steps, "full_steps", 0, 100_000)
-        for name in ("focal_prior", "lr", "robust_scale", "depth_weight", "shape_prior", "expression_prior"):
+        for name in ("focal_prior", "lr", "robust_scale", "depth_weight", "shape_prior", "expression_prior",
+                     "rotation_prior"):
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
                     f"{name} must be a finite number >= 0, got {value!r}")
@@ -175,6 +179,10 @@ class _Problem:
         if self.depth is not None and calibration is not None and calibration.depth_offset is not None:
             self.depth = self.depth - calibration.depth_offset * face_size(self.points, torch.ones_like(self.depth))[:, None]
         self.size = face_size(self.points, self.weights)
+        offset = None if calibration is None else calibration.rotation_offset
+        self.rotation_target = None  # (B, 3, 3) the detector's rotation in the model frame
+        if options.rotation_prior > 0 and obs.rotation is not None and offset is not None:
+            self.rotation_target = obs.rotation.to(dtype) @ offset
         self.image_size = obs.image_size
         height, width = obs.image_size
         self.centre = torch.tensor([width / 2.0, height / 2.0])
@@ -275,6 +283,8 @@ class _Problem:
             pred = pred * gain[:, None]
             loss = loss + opts.depth_weight * (w * pseudo_huber((pred - seen) / self.size[:, None],
                                                                 opts.robust_scale)).sum(1) / wsum
+        if self.rotation_target is not None:
+            loss = loss + opts.rotation_prior * 0.1 * ((placement.rotation - self.rotation_target) ** 2).sum((1, 2))
         if opts.projection == "perspective" and not opts.fixed_focal:
             loss = loss + opts.focal_prior * 1e-3 * self.log_focal**2
         if self.fixed_points is None:

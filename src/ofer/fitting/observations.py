@@ -38,6 +38,8 @@ class LandmarkObservations:
         depth: (B, L) relative depth in pixels (smaller = closer), or ``None``.
         scheme: ``mediapipe478`` or ``ibug68``.
         image_size: (H, W).
+        rotation: (B, 3, 3) the detector's own head rotation (MediaPipe's canonical face to the
+            OpenCV camera axes), or ``None``; a calibration maps it to the model frame.
     """
 
     points: torch.Tensor
@@ -45,6 +47,7 @@ class LandmarkObservations:
     depth: Optional[torch.Tensor]
     scheme: str
     image_size: tuple[int, int]
+    rotation: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
@@ -68,17 +71,20 @@ class LandmarkObservations:
         if scheme == "ibug68":
             points = points[:, list(MEDIAPIPE_TO_IBUG68)]
         tensor = torch.from_numpy(points)
+        rotation = torch.from_numpy(np.stack([mediapipe_rotation(face.matrix) for face in faces])).float()
         return cls(points=tensor[..., :2].contiguous(), weights=torch.ones(tensor.shape[:2]),
-                   depth=tensor[..., 2].contiguous(), scheme=scheme, image_size=tuple(image_size))
+                   depth=tensor[..., 2].contiguous(), scheme=scheme, image_size=tuple(image_size), rotation=rotation)
 
     @classmethod
-    def from_points(cls, points, image_size, weights=None, depth=None) -> "LandmarkObservations":
-        """Observations from (B, L, 2) pixel points (L = 478 or 68 picks the scheme)."""
+    def from_points(cls, points, image_size, weights=None, depth=None, rotation=None) -> "LandmarkObservations":
+        """Observations from (B, L, 2) pixel points (L = 478 or 68 picks the scheme), optional (B, L)
+        weights and depth and the detector's (B, 3, 3) head rotation."""
         points = torch.as_tensor(np.asarray(points, dtype=np.float32))
         scheme = "mediapipe478" if points.shape[1] == 478 else "ibug68"
-        weights = torch.ones(points.shape[:2]) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        depth = None if depth is None else torch.as_tensor(depth, dtype=torch.float32)
-        return cls(points=points, weights=weights, depth=depth, scheme=scheme, image_size=tuple(image_size))
+        as_float = lambda value: None if value is None else torch.as_tensor(np.asarray(value), dtype=torch.float32)  # noqa: E731
+        weights = torch.ones(points.shape[:2]) if weights is None else as_float(weights)
+        return cls(points=points, weights=weights, depth=as_float(depth), scheme=scheme, image_size=tuple(image_size),
+                   rotation=as_float(rotation))
 
     def to_scheme(self, scheme: str) -> "LandmarkObservations":
         """The same observations in another scheme (478 -> 68 only)."""
@@ -88,13 +94,21 @@ class LandmarkObservations:
             raise ValueError(f"cannot turn {self.scheme} observations into {scheme}")
         index = list(MEDIAPIPE_TO_IBUG68)
         depth = None if self.depth is None else self.depth[:, index]
-        return LandmarkObservations(self.points[:, index], self.weights[:, index], depth, scheme, self.image_size)
+        return LandmarkObservations(self.points[:, index], self.weights[:, index], depth, scheme, self.image_size,
+                                    self.rotation)
+
+    def select(self, index) -> "LandmarkObservations":
+        """The observations of images ``index`` (a slice or an index array)."""
+        pick = lambda value: None if value is None else value[index]  # noqa: E731
+        return replace(self, points=self.points[index], weights=self.weights[index], depth=pick(self.depth),
+                       rotation=pick(self.rotation))
 
     def repeat(self, counts: Sequence[int]) -> "LandmarkObservations":
         """Image ``b`` repeated ``counts[b]`` times (to fit several meshes to one image)."""
         index = torch.repeat_interleave(torch.arange(len(self)), torch.as_tensor(list(counts)))
         depth = None if self.depth is None else self.depth[index]
-        return replace(self, points=self.points[index], weights=self.weights[index], depth=depth)
+        rotation = None if self.rotation is None else self.rotation[index]
+        return replace(self, points=self.points[index], weights=self.weights[index], depth=depth, rotation=rotation)
 
     def with_weights(self, weights: torch.Tensor) -> "LandmarkObservations":
         return replace(self, weights=torch.as_tensor(weights, dtype=torch.float32).reshape(self.weights.shape))
@@ -110,6 +124,14 @@ class LandmarkObservations:
         x, y = np.clip(pixel[..., 0], 0, width - 1), np.clip(pixel[..., 1], 0, height - 1)
         hidden = masks[np.arange(len(self))[:, None], y, x] | ~inside
         return self.with_weights(self.weights * torch.from_numpy(~hidden).float())
+
+
+def mediapipe_rotation(matrix: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation of MediaPipe's 4x4 facial transformation matrix in OpenCV camera axes.
+
+    MediaPipe's camera looks down -z with y up; OpenCV's looks down +z with y down.
+    """
+    return np.diag([1.0, -1.0, -1.0]) @ np.asarray(matrix, dtype=np.float64)[:3, :3]
 
 
 def scheme_for(model: FaceModel) -> str:
