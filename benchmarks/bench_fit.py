@@ -133,7 +133,8 @@ def scene_chunk(maker, manifest, start: int, count: int, stored_images: np.ndarr
     model = maker.model
     out = {k: [] for k in ("image_clean", "image", "occluder_mask", "same_image", "shape", "expression",
                            "head_pose", "camera", "landmarks2d", "mp_clean", "found_clean", "mp_occluded",
-                           "found_occluded", "true478", "true_depth", "mp_seconds", "rotation_clean", "rotation_occluded")}
+                           "found_occluded", "true478", "true_depth", "mp_seconds", "rotation_clean",
+                           "rotation_occluded")}
     for index in range(start, start + count):
         rec = maker.make(index, manifest.seed)
         out["image_clean"].append(rec["image_clean"])

@@ -33,10 +33,11 @@ from tqdm import tqdm
 from ..data.occluders import Occlusion
 from ..errors import InputError
 from ..facemodels import FaceModel
-from ..fitting import FitOptions, FitResult, LandmarkObservations, fit_landmarks, observe
+from ..fitting import FitResult, LandmarkObservations, observe
 from ..frontend import BLENDSHAPE_NAMES, FaceLandmarks, ibug68_from_mediapipe, load_image
 from ..frontend.detect import default_detector, main_face
 from ..methods.base import Method, Reconstruction, ReconstructionSettings
+from ..methods.image_frame import fit_poses, placeable
 from ..methods.outputs import result_names
 from . import photo_metrics as P
 from .photo_occluders import paste_occluder
@@ -168,11 +169,9 @@ def _reconstruct(method: Method, image: np.ndarray, name: str, settings: Reconst
 
 def pose_fit(model: FaceModel, rec: Reconstruction, observed: LandmarkObservations) -> FitResult | None:
     """Head pose and camera of each hypothesis of ``rec`` (ranked identity, its M codes) on ``observed``."""
-    if not model.has_landmarks:
+    if not placeable(model):
         return None
-    codes = torch.as_tensor(rec.expressions, dtype=torch.float32)
-    shape = torch.as_tensor(rec.shape, dtype=torch.float32)[None].expand(len(codes), -1)
-    return fit_landmarks(model, observed.repeat([len(codes)]), FitOptions(mode="pose"), shape=shape, code=codes)
+    return fit_poses(model, rec.shape, torch.as_tensor(rec.expressions, dtype=torch.float32), observed)
 
 
 def run_method(method: Method, photo: Photo, settings: ReconstructionSettings, model: FaceModel) -> MethodPhoto:

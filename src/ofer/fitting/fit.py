@@ -177,7 +177,8 @@ class _Problem:
         self.weights = obs.weights.to(dtype) * (1.0 if sigma is None else (sigma.mean() / sigma) ** 2)
         self.depth = obs.depth.to(dtype) if (obs.depth is not None and options.depth_weight > 0) else None
         if self.depth is not None and calibration is not None and calibration.depth_offset is not None:
-            self.depth = self.depth - calibration.depth_offset * face_size(self.points, torch.ones_like(self.depth))[:, None]
+            size = face_size(self.points, torch.ones_like(self.depth))  # the calibration's face size
+            self.depth = self.depth - calibration.depth_offset * size[:, None]
         self.size = face_size(self.points, self.weights)
         offset = None if calibration is None else calibration.rotation_offset
         self.rotation_target = None  # (B, 3, 3) the detector's rotation in the model frame
@@ -296,9 +297,10 @@ class _Problem:
         if steps == 0:
             return
         moving = any(p is self.z_shape or p is self.code for p in parameters)
-        with torch.no_grad():
+        with torch.no_grad():  # while only the camera moves, the surface points are computed once
             self.frozen_points = None
-            self.frozen_points = None if moving else self.current_points().detach()
+            if not moving:
+                self.frozen_points = self.current_points().detach()
         optimiser = torch.optim.Adam(parameters, lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr * 0.05)
         for _ in range(steps):

@@ -81,7 +81,9 @@ class LandmarkObservations:
         weights and depth and the detector's (B, 3, 3) head rotation."""
         points = torch.as_tensor(np.asarray(points, dtype=np.float32))
         scheme = "mediapipe478" if points.shape[1] == 478 else "ibug68"
-        as_float = lambda value: None if value is None else torch.as_tensor(np.asarray(value), dtype=torch.float32)  # noqa: E731
+        def as_float(value):
+            return None if value is None else torch.as_tensor(np.asarray(value), dtype=torch.float32)
+
         weights = torch.ones(points.shape[:2]) if weights is None else as_float(weights)
         return cls(points=points, weights=weights, depth=as_float(depth), scheme=scheme, image_size=tuple(image_size),
                    rotation=as_float(rotation))

@@ -71,7 +71,8 @@ class Placement:
                          self.image_size)
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """float64 arrays for ``params.npz``: ``{prefix}rotation`` (B,3,3), ``translation`` (B,3), ``intrinsics`` (B,3,3)."""
+        """float64 arrays for ``params.npz``: ``{prefix}rotation`` (B,3,3), ``translation`` (B,3) and
+        ``intrinsics`` (B,3,3)."""
         return {f"{prefix}rotation": self.rotation.detach().cpu().double().numpy(),
                 f"{prefix}translation": self.translation.detach().cpu().double().numpy(),
                 f"{prefix}intrinsics": self.intrinsics.detach().cpu().double().numpy()}

@@ -39,6 +39,14 @@ def mesh_codes(model: FaceModel, expressions: np.ndarray, jaw_scale: float = 1.0
     return torch.cat([torch.zeros(1, model.code_dim), written])
 
 
+def fit_poses(model: FaceModel, shape: np.ndarray, codes: torch.Tensor, observations: LandmarkObservations):
+    """Pose and camera (``FitResult``) of the meshes of one shape (S,) with K codes (K, C) on one image."""
+    count = len(codes)
+    shape = torch.as_tensor(np.asarray(shape), dtype=torch.float32)[None].expand(count, -1)
+    return fit_landmarks(model, observations.repeat([count]), FitOptions(mode="pose"), shape=shape,
+                         code=torch.as_tensor(codes, dtype=torch.float32))
+
+
 def set_placement(rec, placement: Placement, error: torch.Tensor, landmarks68: torch.Tensor) -> None:
     """Store a placement of the 1 + M meshes, their (1 + M,) reprojection errors and (1 + M, 68, 2) landmarks."""
     rec.placement = placement
@@ -61,11 +69,8 @@ def place_in_image(model: FaceModel, rec, image: np.ndarray, jaw_scale: float = 
     face = observe(image, rec.box)
     rec.landmarks_found = face is not None
     if face is not None:
-        count = 1 + len(rec.expressions)
-        obs = LandmarkObservations.from_mediapipe([face], image.shape[:2]).repeat([count])
-        shape = torch.as_tensor(rec.shape, dtype=torch.float32)[None].expand(count, -1)
-        fit = fit_landmarks(model, obs, FitOptions(mode="pose"), shape=shape,
-                            code=mesh_codes(model, rec.expressions, jaw_scale))
+        obs = LandmarkObservations.from_mediapipe([face], image.shape[:2])
+        fit = fit_poses(model, rec.shape, mesh_codes(model, rec.expressions, jaw_scale), obs)
         set_placement(rec, fit.placement, fit.reprojection_error, fit.landmarks68)
     rec.timings["pose"] = time.perf_counter() - started
     return rec
