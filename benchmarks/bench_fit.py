@@ -64,6 +64,7 @@ VARIANTS = {
     "prior-0.2": {"shape_prior": 0.2},
     "prior-2": {"shape_prior": 2.0},
     "uncalibrated": {"calibrate": False},
+    "photometric": {"photometric_steps": 200},  # ofer.fitting.PHOTOMETRIC_STEPS, as --method fit
 }
 CONDITIONS = ("clean", "occluded", "oracle")
 METHODS = ("ofer", "regressor")
@@ -298,6 +299,7 @@ def observations(scene: dict, cond: str):
 
 def fit_condition(args, model, scene: dict, cond: str, options, key: str) -> dict:
     """Fit every image of ``cond`` with ``options`` (cached): raw outputs and seconds per image."""
+    from ofer.data.shards import unpack_bits
     from ofer.fitting import fit_landmarks
 
     path = Path(args.cache) / f"fit_{cond}_{key}_{args.n}.npz"
@@ -309,8 +311,14 @@ def fit_condition(args, model, scene: dict, cond: str, options, key: str) -> dic
     for start in tqdm(range(0, len(index), args.batch), desc=f"fit {cond}", leave=False, file=sys.stderr):
         part = slice(start, start + args.batch)
         batch = obs.select(part)
+        pictures = masks = None
+        if options.photometric_steps > 0:
+            rows = index[part]
+            pictures = scene["image"][rows] if cond == "occluded" else scene["image_clean"][rows]
+            if cond == "occluded":
+                masks = ~unpack_bits(scene["occluder_mask"][rows], pictures.shape[2])
         t = time.perf_counter()
-        fit = fit_landmarks(model, batch, options)
+        fit = fit_landmarks(model, batch, options, images=pictures, image_masks=masks)
         elapsed = time.perf_counter() - t
         keep["shape"].append(fit.shape.numpy())
         keep["code"].append(fit.code.numpy())

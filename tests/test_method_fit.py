@@ -22,7 +22,16 @@ def test_fit_is_registered_and_listed(capsys):
     cls = get("fit")
     assert "fit" in available() and cls.label == "landmark fit" and not cls.needs_run and cls.produces_meshes
     assert main(["info"]) == 0
-    assert "fit        classic deterministic optimisation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fit             classic deterministic optimisation" in out
+    assert "fit-photometric the landmark fit refined on the photo's colours" in out
+
+
+def test_only_fit_photometric_uses_the_pictures_colours():
+    from ofer.fitting import PHOTOMETRIC_STEPS
+
+    assert get("fit").default_options().photometric_steps == 0
+    assert get("fit-photometric").default_options().photometric_steps == PHOTOMETRIC_STEPS > 0
 
 
 def test_fit_needs_images(default_model):

@@ -95,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
             f"shape_dim={row['shape_dim']}, expression_dim={row['expression_dim']}, pose_dim={row['pose_dim']}, jaw_dim={row['jaw_dim']}, fingerprint={str(row.get('fingerprint'))[:12]}"
         )
     print("methods (ofer reconstruct|eval --method NAME):")
+    width = max((len(row["name"]) for row in report["methods"]), default=0)
     for row in report["methods"]:
-        print(f"  {row['name']:10s} {row['description']}")
+        print(f"  {row['name']:{width}s} {row['description']}")
     print("optional assets:")
     for name, where in report["optional_assets"].items():
         print(f"  {name:38s} {where or 'not found'}")

@@ -6,20 +6,25 @@
     face = observe(image, box)                                   # MediaPipe, in image pixels
     obs = LandmarkObservations.from_mediapipe([face], image.shape[:2])
     fit = fit_landmarks(model, obs)                              # shape, code, placement, residuals
+    fit = fit_landmarks(model, obs, FitOptions(photometric_steps=PHOTOMETRIC_STEPS), images=image[None])
     fit.placement.project(vertices)                              # (B, V, 2) pixels
 
 Conventions (OpenCV): :mod:`ofer.fitting.placement`.
 """
 
 from .calibration import landmark_calibration
-from .fit import FitOptions, FitResult, fit_landmarks, focal_prior_px
+from .albedo import AlbedoModel, albedo_model
+from .fit import PHOTOMETRIC_STEPS, FitOptions, FitResult, fit_landmarks, focal_prior_px
 from .observations import LandmarkObservations, model_points, observe, scheme_for
 from .placement import Placement, project, rotation_angle_deg
 
 __all__ = [
+    "PHOTOMETRIC_STEPS",
+    "AlbedoModel",
     "FitOptions",
     "FitResult",
     "LandmarkObservations",
+    "albedo_model",
     "Placement",
     "fit_landmarks",
     "focal_prior_px",

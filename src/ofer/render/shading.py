@@ -66,9 +66,14 @@ def _lambert_kernel(like: torch.Tensor) -> torch.Tensor:
     return torch.tensor([LAMBERT_BANDS[band] for band in BAND_OF], dtype=like.dtype, device=like.device)
 
 
+def irradiance_basis(normals: torch.Tensor) -> torch.Tensor:
+    """The SH basis times the Lambert kernel, (..., 3) -> (..., 9): irradiance = irradiance_basis(n) @ sh."""
+    return sh_basis(normals) * _lambert_kernel(normals)
+
+
 def sh_irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
     """Lambertian shading factor per colour: normals (B, ..., 3), sh (B, 9, C) -> (B, ..., C)."""
-    basis = sh_basis(normals) * _lambert_kernel(normals)  # (B, ..., 9)
+    basis = irradiance_basis(normals)  # (B, ..., 9)
     flat = basis.reshape(basis.shape[0], -1, 9)
     return (flat @ sh.to(normals)).reshape(*basis.shape[:-1], sh.shape[-1])
 
@@ -193,7 +198,7 @@ class SHShader(torch.nn.Module):
         normals = cameras.rotate_to_view(vertex_normals(vertices, faces))
         pixels, values = interpolate_packed(fragments, faces, torch.cat([albedo, normals], -1))
         pixel_normals = torch.nn.functional.normalize(values[:, 3:], dim=-1, eps=1e-12)
-        basis = sh_basis(pixel_normals) * _lambert_kernel(pixel_normals)  # (N, 9)
+        basis = irradiance_basis(pixel_normals)  # (N, 9)
         height, width = fragments.triangle_id.shape[1:]
         lights = sh.to(vertices).expand(batch, 9, 3).reshape(batch, 27).index_select(0, pixels // (height * width))
         colour = values[:, :3] * torch.einsum("nk,nkc->nc", basis, lights.reshape(-1, 9, 3))
