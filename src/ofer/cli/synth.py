@@ -1,4 +1,4 @@
-"""``ofer synth train|protocol|preview``: make synthetic occluded faces with 3D ground truth, or look at them.
+"""``ofer synth train|photo|protocol|preview``: make synthetic occluded faces with 3D (pseudo-)labels, or look at them.
 
 Every option is checked before any work starts (one-line ``ofer: error: ...``).
 """
@@ -31,6 +31,20 @@ def register(subparsers) -> None:
     train.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
     train.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
     train.set_defaults(func=run_train)
+    photo = sub.add_parser("photo", help="generate (or finish) a photo-domain training set: generated face "
+                           "photos, pseudo-labelled by the landmark fitter, occluded (needs the photo extra)")
+    photo.add_argument("--model", default="default", help="face model: default, flame:PATH or npz:PATH")
+    photo.add_argument("--n", type=int, required=True, help="number of faces")
+    photo.add_argument("-o", "--output", required=True, type=Path, help="data folder")
+    photo.add_argument("--variants", type=int, default=3, help="occluded copies of each face (one sample each)")
+    photo.add_argument("--seed", type=int, default=0)
+    photo.add_argument("--workers", type=int, default=1, help="processes (one per core)")
+    photo.add_argument("--psi", type=float, default=0.7, help="truncation towards the mean face (0..1 typical)")
+    photo.add_argument("--shard-size", type=int, default=8, help="faces per shard")
+    photo.add_argument("--mix", default=None, help="occluder mix, e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
+    photo.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
+    photo.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
+    photo.set_defaults(func=run_photo)
     protocol = sub.add_parser("protocol", help="build the fixed CO-545-style evaluation set")
     protocol.add_argument("--model", default="default")
     protocol.add_argument("-o", "--output", required=True, type=Path)
@@ -67,6 +81,28 @@ def run_train(args: argparse.Namespace) -> int:
     manifest, made = generate(args.output, args.model, args.n, args.seed, config, "train", args.workers,
                               args.shard_size, appearance=args.appearance)
     _report(manifest, made, time.perf_counter() - started, args.output)
+    return 0
+
+
+def run_photo(args: argparse.Namespace) -> int:
+    from ..data.photo import PhotoConfig, check_photo_options, generate_photo
+    from ..data.stylegan import weights_folder
+    from ..data.synth import parse_mix, synth_encoders
+
+    check_photo_options(args.n, args.seed, args.workers, args.shard_size, args.variants, args.psi)
+    synth_encoders(args.appearance)
+    changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
+    config = PhotoConfig(variants=args.variants, psi=args.psi, store_clean_image=args.clean_images, **changes)
+    weights_folder()  # the install hint comes before the face model loads
+    started = time.perf_counter()
+    manifest, made = generate_photo(args.output, args.model, args.n, args.seed, config, args.workers,
+                                    args.shard_size, appearance=args.appearance)
+    _report(manifest, made, time.perf_counter() - started, args.output)
+    stats = manifest.stats
+    if stats.get("attempts"):
+        reasons = ", ".join(f"{k} {v}" for k, v in stats["rejected"].items() if v) or "none"
+        print(f"faces {stats['faces']}, attempts {stats['attempts']}, rejection rate "
+              f"{stats['rejection_rate']:.1%} ({reasons})")
     return 0
 
 

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from ..config import require_int
 from ..facemodels import load_face_model_from_record
+from ..fitting.placement import project
 from ..render.cameras import look_at_face
 from .occluders import CATEGORIES
 from .shards import ShardDataset, code_fields, stored_code, unpack_bits
@@ -21,11 +22,19 @@ OUTLINE_RGB = (255, 230, 0)
 
 
 def project_vertices(model, record: dict, centre: torch.Tensor) -> np.ndarray:
-    """Pixel positions (V, 2) of a stored sample's vertices (re-posed from its coefficients and camera)."""
+    """Pixel positions (V, 2) of a stored sample's vertices (re-posed from its coefficients and camera).
+
+    Photo-engine records carry the fit's ``rotation``, ``translation`` and ``intrinsics`` (OpenCV
+    convention, model frame); render-engine records a look-at ``camera`` and ``head_pose`` about ``centre``.
+    """
     code = stored_code({k: record[k][None].float() for k in code_fields(model.jaw_dim)}, model.jaw_dim)
     expression, pose = model.split_code(code)
     with torch.no_grad():
-        vertices = model(record["shape"][None].float(), expression, pose).vertices - centre
+        vertices = model(record["shape"][None].float(), expression, pose).vertices
+    if "rotation" in record:
+        return project(vertices, record["rotation"][None].float(), record["translation"][None].float(),
+                       record["intrinsics"][None].float())[0].numpy()
+    vertices = vertices - centre
     yaw, pitch, roll = record["head_pose"].tolist()
     focal, distance, cx, cy = record["camera"].tolist()
     size = record["image"].shape[0]

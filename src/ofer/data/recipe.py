@@ -66,23 +66,30 @@ class SynthConfig(Config):
         _require_range(self.distance_m, "distance_m", 1e-3, math.inf)
         _require_range(self.field_m, "field_m", 1e-3, math.inf)
         _require_number(self.centre_jitter, "centre_jitter", 0.0, 0.5)
-        _require_range(self.occluder_coverage, "occluder_coverage", 0.0, 1.0)
         _require_number(self.neutral_fraction, "neutral_fraction", 0.0, 1.0)
         _require_number(self.min_expression, "min_expression", 0.0, math.inf)
-        _require_range(self.jpeg_quality, "jpeg_quality", 1, 100)
-        require(all(isinstance(q, int) and not isinstance(q, bool) for q in self.jpeg_quality),
-                f"synth config: jpeg_quality must be two integers, got {self.jpeg_quality!r}")
-        _require_range(self.blur_sigma, "blur_sigma", 0.0, math.inf)
-        _require_range(self.noise_sigma, "noise_sigma", 0.0, math.inf)
-        for name in ("store_clean_image", "partial_occlusion"):
-            require(isinstance(getattr(self, name), bool), f"synth config: {name} must be true or false")
         require_int(self.identities, "synth config: identities", 0)
-        named = (*self.occluder_mix, *self.categories_cycle)
-        unknown = sorted({name for name in named if name not in CATEGORIES})
-        require(not unknown, f"unknown occluder categories {unknown}: use {', '.join(CATEGORIES)}")
-        for name, weight in self.occluder_mix.items():
-            _require_number(weight, f"occluder_mix[{name}]", 0.0, math.inf)
-        require(sum(self.occluder_mix.values()) > 0, "the occluder mix must have a positive weight")
+        validate_occlusion_recipe(self, self.categories_cycle)
+
+
+def validate_occlusion_recipe(config, categories_cycle: tuple = ()) -> None:
+    """Check the fields every engine's recipe shares: ``occluder_mix``, ``occluder_coverage``, the
+    degradation ranges (``jpeg_quality``, ``blur_sigma``, ``noise_sigma``), ``store_clean_image`` and
+    ``partial_occlusion`` (one-line :class:`ConfigError`)."""
+    _require_range(config.occluder_coverage, "occluder_coverage", 0.0, 1.0)
+    _require_range(config.jpeg_quality, "jpeg_quality", 1, 100)
+    require(all(isinstance(q, int) and not isinstance(q, bool) for q in config.jpeg_quality),
+            f"synth config: jpeg_quality must be two integers, got {config.jpeg_quality!r}")
+    _require_range(config.blur_sigma, "blur_sigma", 0.0, math.inf)
+    _require_range(config.noise_sigma, "noise_sigma", 0.0, math.inf)
+    for name in ("store_clean_image", "partial_occlusion"):
+        require(isinstance(getattr(config, name), bool), f"synth config: {name} must be true or false")
+    named = (*config.occluder_mix, *categories_cycle)
+    unknown = sorted({name for name in named if name not in CATEGORIES})
+    require(not unknown, f"unknown occluder categories {unknown}: use {', '.join(CATEGORIES)}")
+    for name, weight in config.occluder_mix.items():
+        _require_number(weight, f"occluder_mix[{name}]", 0.0, math.inf)
+    require(sum(config.occluder_mix.values()) > 0, "the occluder mix must have a positive weight")
 
 
 def _require_number(value, name: str, lo: float, hi: float) -> None:

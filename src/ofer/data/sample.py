@@ -64,11 +64,7 @@ class SampleMaker:
             neutral = self.model().vertices[0]
         self.centre = 0.5 * (neutral.amin(0) + neutral.amax(0))
         self.front_triangles = self.model.front_mask[self.model.faces].all(1)
-        # Canonical order, not the dict's: a manifest saves the mix with sorted keys, and the category
-        # draw must not depend on the order it was written in (a reloaded recipe remakes the same data).
-        mix = {k: config.occluder_mix[k] for k in CATEGORIES if config.occluder_mix.get(k, 0) > 0}
-        self.categories = list(mix)
-        self.category_p = np.array([mix[k] for k in self.categories]) / sum(mix.values())
+        self.categories, self.category_p = category_weights(config.occluder_mix)
         self.identity_bank: Optional[torch.Tensor] = None
 
     @property
@@ -141,27 +137,16 @@ class SampleMaker:
         face_pixels = (tri >= 0) & self.front_triangles[tri.clamp(min=0)]
         category = self._category(index, rng)
         front = (out.visibility[0] & self.model.front_mask).numpy()
-        pixel = np.clip(np.floor(out.screen[0, :, :2].numpy()).astype(int), 0, size - 1)
-        for _ in range(20):
-            occlusion = occlude_face(picture, landmarks2d, face_pixels.numpy(), category, rng, cfg.occluder_coverage)
-            unoccluded = front & ~occlusion.mask[pixel[:, 1], pixel[:, 0]]
-            if not cfg.partial_occlusion or 0 < unoccluded.sum() < front.sum():
-                break
-        degrade_seed = int(rng.integers(2**62))
-        record = {
-            "image": degrade(occlusion.image, np.random.default_rng(degrade_seed), cfg),
-            "image_clean": degrade(picture, np.random.default_rng(degrade_seed), cfg),
-            "occluder_mask": pack_bits(occlusion.mask),
-            "front": pack_bits(front),
-            "unoccluded": pack_bits(unoccluded),
+        record = occluded_pictures(picture, landmarks2d, face_pixels.numpy(), front, out.screen[0, :, :2].numpy(),
+                                   category, rng, cfg)
+        record.update({
             "shape": sample.shape[0].numpy().astype(np.float32),
             "expression": sample.expression[0].numpy().astype(np.float32),
             "head_pose": pose.astype(np.float32),
             "camera": camera,
             "sh": sh.astype(np.float32),
             "landmarks2d": landmarks2d.astype(np.float32),
-            "category": np.int8(CATEGORIES.index(category)),
-        }
+        })
         if self.model.jaw_dim:
             code = self.model.join_code(sample.expression, sample.pose)
             record["jaw"] = code[0, self.model.expression_dim :].numpy().astype(np.float32)
@@ -169,39 +154,92 @@ class SampleMaker:
             record["identity"] = np.int32(index % cfg.identities)
         return record
 
-    # -- embeddings --------------------------------------------------------------------------
-    def locate(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[tuple[Detection, bool]]:
-        """(face, detected) per image: the detector's main face when it matches the ground truth,
-        else a detection made of the ground-truth 5 points and the landmarks' box."""
-        located = []
-        for image, detections, lmk in zip(images, self.frontend.detect(images), landmarks):
-            truth = keypoints5_from_ibug68(lmk)
-            index = main_face(detections, image.shape)
-            if index is not None:
-                error = np.linalg.norm(detections[index].keypoints - truth, axis=1).mean()
-                if error < DETECTION_TOLERANCE * np.ptp(lmk[:, 0]):
-                    located.append((detections[index], True))
-                    continue
-            lo, hi = lmk.min(0), lmk.max(0)
-            located.append((Detection(np.array([lo[0], lo[1], hi[0], hi[1]]), 0.0, truth), False))
-        return located
-
-    def embed(self, images: list[np.ndarray], located) -> tuple[np.ndarray, np.ndarray]:
-        """Identity (N, Di) and appearance (N, Da) embeddings of images cropped where ``located`` says."""
-        faces = [self.frontend.face(image, detection) for image, (detection, _) in zip(images, located)]
-        embeddings = self.frontend.embed(faces)
-        return embeddings.identity, embeddings.appearance
-
+    # -- embeddings ---------------------------------------------------------------------------
     def make_shard(self, start: int, count: int, seed: int) -> dict[str, np.ndarray]:
         """Samples ``start .. start+count-1`` with their embeddings, stacked per field."""
         records = [self.make(start + k, seed) for k in range(count)]
-        # The detector runs on the occluded picture (as at test time); the clean one is cropped alike.
-        located = self.locate([r["image"] for r in records], [r["landmarks2d"] for r in records])
-        arc, app = self.embed([r["image"] for r in records], located)
-        arc_clean, app_clean = self.embed([r["image_clean"] for r in records], located)
-        for k, r in enumerate(records):
-            r.update(arcface=arc[k], appearance=app[k], arcface_clean=arc_clean[k], appearance_clean=app_clean[k],
-                     keypoints_detected=np.bool_(located[k][1]))
-            if not self.config.store_clean_image:
-                del r["image_clean"]
+        embed_records(self.frontend, records, self.config.store_clean_image)
         return stack_samples(records)
+
+
+def category_weights(mix: dict) -> tuple[list[str], np.ndarray]:
+    """(categories, probabilities) of an occluder mix, in the canonical :data:`CATEGORIES` order.
+
+    A manifest saves the mix with sorted keys, and the category draw must not depend on the order
+    it was written in (a reloaded recipe remakes the same data).
+    """
+    kept = {k: mix[k] for k in CATEGORIES if mix.get(k, 0) > 0}
+    return list(kept), np.array([kept[k] for k in kept]) / sum(kept.values())
+
+
+def occluded_pictures(picture: np.ndarray, landmarks2d: np.ndarray, face_pixels: np.ndarray, front: np.ndarray,
+                      screen: np.ndarray, category: str, rng: np.random.Generator, config) -> dict[str, np.ndarray]:
+    """Draw an occluder of ``category`` over a clean picture and degrade both pictures alike.
+
+    Args:
+        picture: (H, W, 3) uint8 clean picture; landmarks2d: (68, 2) pixels; face_pixels: (H, W)
+            bool face region; front: (V,) bool visible face-region vertices; screen: (V, 2) pixel
+            positions of the vertices.
+        config: the recipe (``occluder_coverage``, ``partial_occlusion``, the degradation ranges).
+    Returns:
+        ``image``, ``image_clean`` (H, W, 3) uint8, ``occluder_mask`` (H, W/8), ``front`` and
+        ``unoccluded`` (V/8,) packed bits, ``category`` int8.
+    """
+    height, width = picture.shape[:2]
+    col = np.clip(np.floor(screen[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.floor(screen[:, 1]).astype(int), 0, height - 1)
+    for _ in range(20):
+        occlusion = occlude_face(picture, landmarks2d, face_pixels, category, rng, config.occluder_coverage)
+        unoccluded = front & ~occlusion.mask[row, col]
+        if not config.partial_occlusion or 0 < unoccluded.sum() < front.sum():
+            break
+    degrade_seed = int(rng.integers(2**62))
+    return {
+        "image": degrade(occlusion.image, np.random.default_rng(degrade_seed), config),
+        "image_clean": degrade(picture, np.random.default_rng(degrade_seed), config),
+        "occluder_mask": pack_bits(occlusion.mask),
+        "front": pack_bits(front),
+        "unoccluded": pack_bits(unoccluded),
+        "category": np.int8(CATEGORIES.index(category)),
+    }
+
+
+def locate(frontend, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[tuple[Detection, bool]]:
+    """(face, detected) per image: the detector's main face when it matches the (68, 2) landmarks,
+    else a detection made of the landmarks' 5 points and box."""
+    located = []
+    for image, detections, lmk in zip(images, frontend.detect(images), landmarks):
+        truth = keypoints5_from_ibug68(lmk)
+        index = main_face(detections, image.shape)
+        if index is not None:
+            error = np.linalg.norm(detections[index].keypoints - truth, axis=1).mean()
+            if error < DETECTION_TOLERANCE * np.ptp(lmk[:, 0]):
+                located.append((detections[index], True))
+                continue
+        lo, hi = lmk.min(0), lmk.max(0)
+        located.append((Detection(np.array([lo[0], lo[1], hi[0], hi[1]]), 0.0, truth), False))
+    return located
+
+
+def embed(frontend, images: list[np.ndarray], located) -> tuple[np.ndarray, np.ndarray]:
+    """Identity (N, Di) and appearance (N, Da) embeddings of images cropped where ``located`` says."""
+    faces = [frontend.face(image, detection) for image, (detection, _) in zip(images, located)]
+    embeddings = frontend.embed(faces)
+    return embeddings.identity, embeddings.appearance
+
+
+def embed_records(frontend, records: list[dict], store_clean_image: bool) -> None:
+    """Add the embeddings of each record's ``image`` and ``image_clean`` (in place).
+
+    The detector runs on the occluded picture (as at test time); the clean one is cropped alike.
+    Adds ``arcface``, ``appearance``, ``arcface_clean``, ``appearance_clean``, ``keypoints_detected``;
+    drops ``image_clean`` unless ``store_clean_image``.
+    """
+    located = locate(frontend, [r["image"] for r in records], [r["landmarks2d"] for r in records])
+    arc, app = embed(frontend, [r["image"] for r in records], located)
+    arc_clean, app_clean = embed(frontend, [r["image_clean"] for r in records], located)
+    for k, r in enumerate(records):
+        r.update(arcface=arc[k], appearance=app[k], arcface_clean=arc_clean[k], appearance_clean=app_clean[k],
+                 keypoints_detected=np.bool_(located[k][1]))
+        if not store_clean_image:
+            del r["image_clean"]

@@ -102,10 +102,14 @@ def stack_samples(samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]
 
 @dataclass
 class ShardRecord:
+    """One finished shard: file name, first sample, sample count, :func:`arrays_checksum`, and the
+    engine's counters of how its samples were made (e.g. the photo engine's rejections)."""
+
     name: str
     start: int
     count: int
     checksum: str
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +125,7 @@ class Manifest(Config):
         config: the recipe (``SynthConfig.to_dict()``).
         encoders: ``{"identity": {"name", "dim"}, "appearance": {"name", "dim"}}`` of the embeddings.
         shards: one :class:`ShardRecord` per finished shard.
+        stats: the engine's counters summed over the finished shards (see :func:`sum_stats`).
     """
 
     kind: str
@@ -132,6 +137,7 @@ class Manifest(Config):
     config: dict
     encoders: dict = field(default_factory=dict)
     shards: list[ShardRecord] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(isinstance(self.shards, list), "manifest: shards must be a list")
@@ -140,7 +146,7 @@ class Manifest(Config):
 
     def validate(self) -> None:
         require(isinstance(self.kind, str) and bool(self.kind), f"manifest: kind must be a name, got {self.kind!r}")
-        for name in ("face_model", "config", "encoders"):
+        for name in ("face_model", "config", "encoders", "stats"):
             require(isinstance(getattr(self, name), dict), f"manifest: {name} must be a mapping")
         require_int(self.seed, "manifest: seed", 0)
         require_int(self.num_samples, "manifest: num_samples", 1)
@@ -200,6 +206,22 @@ class Manifest(Config):
         for record in sorted(self.shards, key=lambda r: r.start):
             digest.update(record.checksum.encode())
         return digest.hexdigest()
+
+
+def sum_stats(records: Iterable[ShardRecord]) -> dict:
+    """The counters of ``records`` summed key by key (nested dicts of numbers are summed alike)."""
+    total: dict = {}
+    for record in records:
+        _add_counts(total, record.stats)
+    return total
+
+
+def _add_counts(total: dict, counts: dict) -> None:
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
 
 
 class ShardDataset(Dataset):

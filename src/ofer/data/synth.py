@@ -29,6 +29,9 @@ identity            ()  int32         subject index (protocol data)
 
 Every sample draws from its own generator seeded with ``(seed, index)``, so the data do not
 depend on the number of workers, the shard size or on which shards already exist.
+
+:func:`run_plan` is the one driver of every engine (plan the missing shards, run the workers, save
+the manifest); the photo-domain engine (:mod:`ofer.data.photo`, kind ``photo``) uses it too.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import multiprocessing
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -65,6 +69,7 @@ from .shards import (
     pack_bits,
     read_npz,
     shard_name,
+    sum_stats,
     unpack_bits,
     write_npz,
 )
@@ -97,25 +102,46 @@ def check_generate_options(num_samples, seed, workers, shard_size, kind: str = "
 
 
 # -- workers -----------------------------------------------------------------------------------
-_WORKER: Optional[SampleMaker] = None
+_WORKER = None  # this process's maker (SampleMaker or PhotoMaker)
 
 
-def _init_worker(spec: str, config: dict, encoders: dict, threads: int) -> None:
-    """Build this process's :class:`SampleMaker` (once per worker)."""
-    global _WORKER
+def no_stats(arrays: dict[str, np.ndarray]) -> dict:
+    """The render engine keeps no counters (every sample is accepted)."""
+    return {}
+
+
+_STATS: Callable[[dict], dict] = no_stats  # this process's shard counter
+
+
+def engine(kind: str) -> tuple[type, type, Callable[[dict], dict]]:
+    """(recipe class, maker class, shard counter) of a data kind: :class:`SynthConfig` and
+    :class:`SampleMaker` (train, protocol) or the photo engine's. A maker is built as
+    ``maker(spec, config, encoders=...)`` and has ``make_shard(start, count, seed)``; the counter
+    maps a shard's arrays to its ``ShardRecord.stats``."""
+    if kind == "photo":
+        from .photo import PhotoConfig, PhotoMaker, photo_shard_stats
+
+        return PhotoConfig, PhotoMaker, photo_shard_stats
+    return SynthConfig, SampleMaker, no_stats
+
+
+def _init_worker(spec: str, config: dict, encoders: dict, threads: int, kind: str = "train") -> None:
+    """Build this process's maker for data of ``kind`` (once per worker)."""
+    global _WORKER, _STATS
     torch.set_num_threads(threads)
     os.environ["OFER_NUM_THREADS"] = str(threads)
-    _WORKER = SampleMaker(spec, SynthConfig.from_dict(config, where="synth config"), encoders=encoders)
+    recipe, maker, _STATS = engine(kind)
+    _WORKER = maker(spec, recipe.from_dict(config, where=f"{kind} config"), encoders=encoders)
 
 
 def _run_shard(job: tuple[Path, int, int, int, int]) -> ShardRecord:
     folder, index, start, count, seed = job
     arrays = _WORKER.make_shard(start, count, seed)
     write_npz(folder / shard_name(index), arrays)
-    return ShardRecord(shard_name(index), start, count, arrays_checksum(arrays))
+    return ShardRecord(shard_name(index), start, count, arrays_checksum(arrays), _STATS(arrays))
 
 
-def existing_record(folder: Path, index: int, start: int, count: int) -> Optional[ShardRecord]:
+def existing_record(folder: Path, index: int, start: int, count: int, kind: str = "train") -> Optional[ShardRecord]:
     """The record of a finished shard on disk (``None`` if missing or damaged)."""
     path = folder / shard_name(index)
     if not path.is_file():
@@ -126,7 +152,11 @@ def existing_record(folder: Path, index: int, start: int, count: int) -> Optiona
         return None
     if len(next(iter(arrays.values()))) != count:
         return None
-    return ShardRecord(shard_name(index), start, count, arrays_checksum(arrays))
+    try:
+        stats = engine(kind)[2](arrays)
+    except KeyError:  # a field the engine counts on is missing: not one of its shards
+        return None
+    return ShardRecord(shard_name(index), start, count, arrays_checksum(arrays), stats)
 
 
 def _plan(folder: Path, manifest: Manifest) -> tuple[dict[int, ShardRecord], list[tuple]]:
@@ -137,12 +167,54 @@ def _plan(folder: Path, manifest: Manifest) -> tuple[dict[int, ShardRecord], lis
     records, jobs = {}, []
     for index in range(manifest.num_shards):
         start, count = manifest.shard_range(index)
-        record = existing_record(folder, index, start, count)
+        record = existing_record(folder, index, start, count, manifest.kind)
         if record is None:
             jobs.append((folder, index, start, count, manifest.seed))
         else:
             records[index] = record
     return records, jobs
+
+
+def run_plan(folder: Path, manifest: Manifest, spec: str, encoders: dict, workers: int = 1,
+             progress: bool = True) -> tuple[Manifest, int]:
+    """Make the shards of ``manifest`` missing from ``folder`` (``workers`` processes), then save the
+    manifest with every finished shard and their summed ``stats``; returns it and the shards made now.
+
+    The maker is chosen by ``manifest.kind`` (:func:`engine`) and built from ``manifest.config``.
+    """
+    records, jobs = _plan(folder, manifest)
+    folder.mkdir(parents=True, exist_ok=True)
+    init = (spec, manifest.config, encoders)
+    bar = tqdm(total=manifest.num_samples, initial=manifest.num_samples - sum(j[3] for j in jobs), unit="sample",
+               desc=f"synth {manifest.kind}", disable=not progress, file=sys.stderr)
+    try:
+        if jobs and workers == 1:
+            _init_worker(*init, max(1, torch.get_num_threads()), manifest.kind)
+            for job in jobs:
+                records[job[1]] = _run_shard(job)
+                bar.update(job[3])
+        elif jobs:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(min(workers, len(jobs)), initializer=_init_worker,
+                              initargs=(*init, 1, manifest.kind)) as pool:
+                for record in pool.imap_unordered(_run_shard, jobs):
+                    records[int(record.name[6:11])] = record
+                    bar.update(record.count)
+    finally:
+        bar.close()
+        manifest.shards = [records[i] for i in sorted(records)]
+        manifest.stats = summarise(manifest.shards)
+        manifest.save(folder)
+    return manifest, len(jobs)
+
+
+def summarise(records: list[ShardRecord]) -> dict:
+    """The shards' summed counters, with ``rejection_rate`` (rejected / attempts) where attempts are counted."""
+    stats = sum_stats(records)
+    if stats.get("attempts"):
+        rejected = sum(stats.get("rejected", {}).values())
+        stats["rejection_rate"] = round(rejected / stats["attempts"], 6)
+    return stats
 
 
 def generate(
@@ -157,7 +229,8 @@ def generate(
     progress: bool = True,
     appearance: Optional[str] = None,
 ) -> tuple[Manifest, int]:
-    """Generate (or finish) a data folder; returns its manifest and how many shards were made now.
+    """Generate (or finish) a data folder of the render engine; returns its manifest and how many
+    shards were made now.
 
     ``appearance`` names the appearance encoder (``None``: the front end's default); it is stored
     in the manifest's ``encoders`` and every worker embeds with it.
@@ -165,35 +238,13 @@ def generate(
     check_generate_options(num_samples, seed, workers, shard_size, kind)
     config.validate()
     encoders = synth_encoders(appearance)
-    folder = Path(folder)
     info = load_face_model(spec).info().to_dict()
     manifest = Manifest(kind, GENERATOR_VERSION, info, seed, num_samples, shard_size, config.to_dict(), encoders)
-    records, jobs = _plan(folder, manifest)
-    folder.mkdir(parents=True, exist_ok=True)
-    init = (spec, config.to_dict(), encoders)
-    bar = tqdm(total=num_samples, initial=num_samples - sum(j[3] for j in jobs), unit="sample",
-               desc=f"synth {kind}", disable=not progress, file=sys.stderr)
-    try:
-        if jobs and workers == 1:
-            _init_worker(*init, threads=max(1, torch.get_num_threads()))
-            for job in jobs:
-                records[job[1]] = _run_shard(job)
-                bar.update(job[3])
-        elif jobs:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(*init, 1)) as pool:
-                for record in pool.imap_unordered(_run_shard, jobs):
-                    records[int(record.name[6:11])] = record
-                    bar.update(record.count)
-    finally:
-        bar.close()
-        manifest.shards = [records[i] for i in sorted(records)]
-        manifest.save(folder)
-    return manifest, len(jobs)
+    return run_plan(Path(folder), manifest, spec, encoders, workers, progress)
 
 
 __all__ = [
     "DEFAULT_MIX", "GENERATOR_VERSION", "KINDS", "PROTOCOL_IDENTITIES", "PROTOCOL_SEED", "PROTOCOL_SIZE",
     "SampleMaker", "SynthConfig", "check_generate_options", "degrade", "existing_record", "generate",
-    "pack_bits", "parse_mix", "protocol_config", "synth_encoders", "unpack_bits",
+    "engine", "pack_bits", "parse_mix", "protocol_config", "run_plan", "synth_encoders", "unpack_bits",
 ]

@@ -1,0 +1,363 @@
+"""The photo-domain data engine: generated face photos, pseudo-labelled by the landmark fitter, occluded.
+
+Per face index ``i``: a latent z from a generator seeded with ``(seed, i, attempt)``, a 1024 px photo
+from MobileStyleGAN (:mod:`ofer.data.stylegan`), the front end's main face (SCRFD), a square crop
+framed like the render engine's pictures (the detector box spans :data:`BOX_FRACTION` of the crop's
+width), MediaPipe's landmarks (found on the 1024 px photo around the box, for detail, and mapped
+exactly into the crop) and a full landmark fit (:func:`ofer.fitting.fit_landmarks`, one face at a
+time: a batched fit is not bitwise independent of the batch) on the crop's geometry as pseudo-labels, the fitted mesh rendered with the fit's cameras for its silhouette and per-vertex
+visibility. A face is rejected (:data:`REJECTIONS`) when no face is detected, MediaPipe finds none,
+the fitted yaw is too large or the fit is poor; the next attempt is drawn then, so face ``i`` stays
+deterministic. Each accepted face gives ``variants`` occluded copies, one record each, with the render
+engine's occluders and degradation (:func:`ofer.data.sample.occluded_pictures`) and embeddings
+(:func:`ofer.data.sample.embed_records`). Record ``r`` is copy ``r % variants`` of face ``r // variants``.
+
+Fields beyond the render engine's (see :mod:`ofer.data.synth`):
+
+==================  ================  =====================================================
+rotation            (3, 3)            model-to-camera rotation of the fit (OpenCV convention)
+translation         (3,)              metres
+intrinsics          (3, 3)            ``K`` in crop pixels (perspective)
+silhouette          (H, W/8) uint8    packed bits: pixels of the fitted mesh's face region
+mediapipe478        (478, 3)          MediaPipe's points in crop pixels (x, y, relative depth)
+blendshapes         (52,)             MediaPipe's blendshape scores (``BLENDSHAPE_NAMES``)
+fit_error           ()                reprojection error / outer inter-ocular distance
+reprojection_px     ()                reprojection error in crop pixels
+crop_window         (3,)              x0, y0, side of the crop in the 1024 px photo
+identity            () int32          face index ``i``
+variant, attempt    () int8           copy of the face, attempt that was accepted
+rejections          (R,) int16        rejected attempts of this face, per :data:`REJECTIONS` reason
+==================  ================  =====================================================
+
+``head_pose`` holds yaw, pitch, roll (degrees) of the fitted rotation in the render engine's
+convention (``R = FRONTAL_R @ head_rotation(yaw, pitch, roll)``); there is no ``camera`` or ``sh``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError, require, require_int
+from ..errors import OferError
+from ..facemodels import load_face_model
+from ..fitting import FitOptions, LandmarkObservations, fit_landmarks, observe
+from ..frontend import FaceLandmarks, get_frontend, ibug68_from_mediapipe, main_face
+from ..render.cameras import FRONTAL_R
+from ..render.renderer import MeshRenderer, make_rasterizer
+from ..render.shading import SHShader
+from .recipe import DEFAULT_MIX, RANGES, _require_number, validate_occlusion_recipe
+from .sample import category_weights, embed_records, occluded_pictures
+from .shards import Manifest, pack_bits, stack_samples
+from .stylegan import PHOTO_EXTRA_HINT, Z_DIM, face_generator, weights_digest, weights_folder
+
+PHOTO_VERSION = "ofer-photo/1"
+# Median SCRFD box width / picture width of `ofer synth train` pictures (48 samples of seed 11:
+# median 0.405, 10-90 % 0.34-0.46) and the box centre's height (median 0.521 of the picture).
+BOX_FRACTION = 0.405
+BOX_CENTRE_Y = 0.521
+REJECTIONS = ("no_face", "no_landmarks", "pose", "fit_error")
+
+
+@dataclass
+class PhotoConfig(Config):
+    """How photo samples are made (saved in the manifest; changing it changes the data)."""
+
+    image_size: int = 256
+    psi: float = 0.7
+    variants: int = 3
+    box_fraction: float = BOX_FRACTION
+    box_centre_y: float = BOX_CENTRE_Y
+    max_yaw_deg: float = 45.0
+    max_fit_error: float = 0.035  # 66 faces looked at: median 0.013, max 0.024 (psi 0.7), 0.034 (psi 1.0)
+    max_attempts: int = 16
+    occluder_mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
+    occluder_coverage: tuple[float, float] = (0.1, 0.6)
+    jpeg_quality: tuple[int, int] = (60, 95)
+    blur_sigma: tuple[float, float] = (0.0, 1.0)
+    noise_sigma: tuple[float, float] = (0.0, 4.0)
+    store_clean_image: bool = False
+    partial_occlusion: bool = False
+    fit: dict = field(default_factory=lambda: FitOptions().to_dict())
+
+    def __post_init__(self) -> None:
+        for name in RANGES:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                require(isinstance(value, (list, tuple)), f"photo config: {name} must be a list, got {value!r}")
+                setattr(self, name, tuple(value))
+        require(isinstance(self.occluder_mix, dict) and isinstance(self.fit, dict),
+                "photo config: occluder_mix and fit must be mappings")
+        self.occluder_mix, self.fit = dict(self.occluder_mix), dict(self.fit)
+        super().__post_init__()
+
+    def validate(self) -> None:
+        require_int(self.image_size, "photo config: image_size", 32, 1024)
+        _require_number(self.psi, "psi", 0.0, 2.0)
+        require_int(self.variants, "photo config: variants", 1, 100)
+        _require_number(self.box_fraction, "box_fraction", 0.05, 1.0)
+        _require_number(self.box_centre_y, "box_centre_y", 0.0, 1.0)
+        _require_number(self.max_yaw_deg, "max_yaw_deg", 0.0, 180.0)
+        _require_number(self.max_fit_error, "max_fit_error", 0.0, math.inf)
+        require_int(self.max_attempts, "photo config: max_attempts", 1, 127)
+        validate_occlusion_recipe(self)
+        self.fit_options()
+
+    def fit_options(self) -> FitOptions:
+        """The landmark fitter's options (a full fit)."""
+        options = FitOptions.from_dict(self.fit, where="photo config: fit")
+        require(options.mode == "full", "photo config: the fit must be a full fit (mode 'full')")
+        return options
+
+
+def head_angles(rotation: np.ndarray) -> np.ndarray:
+    """(3,) yaw, pitch, roll (degrees) of a model-to-camera rotation (3, 3), the inverse of
+    ``FRONTAL_R @ head_rotation(yaw, pitch, roll)`` (``Rz(roll) Ry(yaw) Rx(-pitch)``)."""
+    head = FRONTAL_R.double().numpy() @ np.asarray(rotation, np.float64)
+    yaw = math.asin(float(np.clip(-head[2, 0], -1.0, 1.0)))
+    pitch = -math.atan2(head[2, 1], head[2, 2])
+    roll = math.atan2(head[1, 0], head[0, 0])
+    return np.degrees([yaw, pitch, roll])
+
+
+def crop_window(box: np.ndarray, fraction: float, centre_y: float) -> tuple[int, int, int]:
+    """Integer square window x0, y0, side around a detector box (4,): the box spans ``fraction`` of
+    the side, its centre sits at half the width and ``centre_y`` of the height."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+    side = max(1, round((x2 - x1) / fraction))
+    return round(0.5 * (x1 + x2) - 0.5 * side), round(0.5 * (y1 + y2) - centre_y * side), side
+
+
+def crop_photo(photo: np.ndarray, window: tuple[int, int, int], size: int) -> np.ndarray:
+    """The (size, size, 3) uint8 crop of ``window`` (x0, y0, side) of an (H, W, 3) photo.
+
+    Crop pixel ``(u, v)`` shows photo point ``(x0 + u side / size, y0 + v side / size)`` (continuous
+    coordinates, pixel centres at +0.5), as :func:`landmarks_in_crop` maps points. Outside the photo
+    the crop is filled as FFHQ's alignment does: mirrored, blurred and blended towards the border's
+    median colour.
+    """
+    import cv2
+
+    x0, y0, side = window
+    height, width = photo.shape[:2]
+    small = cv2.resize(photo, (max(1, round(width * size / side)), max(1, round(height * size / side))),
+                       interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / width, small.shape[0] / height
+    kx, ky = size / (side * sx), size / (side * sy)
+    matrix = np.array([[kx, 0.0, (0.5 - x0 * sx) * kx - 0.5], [0.0, ky, (0.5 - y0 * sy) * ky - 0.5]])
+    crop = cv2.warpAffine(small, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    scale = size / side
+    centres = np.arange(size) + 0.5
+    outside_x = np.maximum(-x0 * scale - centres, centres - (width - x0) * scale)
+    outside_y = np.maximum(-y0 * scale - centres, centres - (height - y0) * scale)
+    outside = np.maximum(outside_y[:, None], outside_x[None, :])
+    if outside.max() <= 0:
+        return crop
+    reach = float(outside.max())
+    seam = max(2.0, 0.03 * size)  # the blur fades in over this many pixels on both sides of the photo's edge
+    image = crop.astype(np.float32)
+    blurred = cv2.GaussianBlur(image, (0, 0), max(1.0, 0.25 * reach))
+    median = np.median(np.concatenate([photo[0], photo[-1], photo[:, 0], photo[:, -1]]), axis=0).astype(np.float32)
+    image = image + (blurred - image) * np.clip((outside + seam) / (2 * seam), 0.0, 1.0)[..., None]
+    image = image + (median - image) * (0.6 * np.clip(outside / max(1.0, reach), 0.0, 1.0))[..., None]
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def landmarks_in_crop(face: FaceLandmarks, window: tuple[int, int, int], size: int) -> FaceLandmarks:
+    """MediaPipe's result with its points (478, 3) mapped from the photo into the crop's pixels."""
+    x0, y0, side = window
+    points = face.points.copy()
+    points[:, :2] -= (x0, y0)
+    points *= size / side
+    return FaceLandmarks(points=points, blendshapes=face.blendshapes, matrix=face.matrix)
+
+
+def interocular(points: np.ndarray) -> float:
+    """Distance between the outer eye corners (iBUG 36, 45) of MediaPipe points (478, >=2), pixels."""
+    ibug = ibug68_from_mediapipe(points[:, :2])
+    return float(np.linalg.norm(ibug[45] - ibug[36]))
+
+
+def photo_shard_stats(arrays: dict[str, np.ndarray]) -> dict:
+    """Faces, attempts and rejections per reason of a shard's arrays (counted on each face's first copy)."""
+    first = arrays["variant"] == 0
+    rejected = arrays["rejections"][first].sum(0)
+    return {"faces": int(first.sum()), "attempts": int(first.sum() + rejected.sum()),
+            "rejected": {reason: int(n) for reason, n in zip(REJECTIONS, rejected)}}
+
+
+@dataclass
+class LabelledFace:
+    """An accepted face: the clean crop and its pseudo-labels (see the module docstring for fields)."""
+
+    crop: np.ndarray
+    labels: dict
+    landmarks2d: np.ndarray
+    silhouette: np.ndarray
+    front: np.ndarray
+    screen: np.ndarray
+
+
+class PhotoMaker:
+    """Everything one worker of the photo engine needs, created once: generator, front end, fitter, renderer.
+
+    Args:
+        spec: face-model spec; config: the recipe; encoders: encoder record (``None``: defaults);
+        backend: rasteriser (``auto``: OpenGL when EGL works, else PyTorch); threads: OpenVINO threads
+        (``None``: torch's; the photos do not depend on it).
+    """
+
+    def __init__(self, spec: str, config: PhotoConfig, backend: str = "auto", encoders: Optional[dict] = None,
+                 threads: Optional[int] = None):
+        self.config = config
+        self.model = load_face_model(spec).eval()
+        self.generator = face_generator(threads or torch.get_num_threads())
+        self.frontend = get_frontend(encoders)
+        self.renderer = MeshRenderer(make_rasterizer(backend), SHShader(background=(0.0, 0.0, 0.0)))
+        self.front_triangles = self.model.front_mask[self.model.faces].all(1)
+        self.fit_options = config.fit_options()
+        self.categories, self.category_p = category_weights(config.occluder_mix)
+
+    # -- one face ------------------------------------------------------------------------------
+    def photo(self, index: int, seed: int, attempt: int) -> np.ndarray:
+        """The (1024, 1024, 3) uint8 photo of attempt ``attempt`` at face ``index``."""
+        z = np.random.default_rng([seed, index, attempt]).standard_normal(Z_DIM).astype(np.float32)
+        return self.generator.image(z, self.config.psi)
+
+    def label(self, photo: np.ndarray) -> tuple[Optional[LabelledFace], Optional[str]]:
+        """(face, None) for an accepted photo, (None, reason) for a rejected one (:data:`REJECTIONS`)."""
+        cfg, size = self.config, self.config.image_size
+        detections = self.frontend.detect([photo])[0]
+        main = main_face(detections, photo.shape)
+        if main is None:
+            return None, "no_face"
+        box = np.asarray(detections[main].box, np.float64)
+        found = observe(photo, box)
+        if found is None:
+            return None, "no_landmarks"
+        window = crop_window(box, cfg.box_fraction, cfg.box_centre_y)
+        landmarks = landmarks_in_crop(found, window, size)
+        fit = fit_landmarks(self.model, LandmarkObservations.from_mediapipe([landmarks], (size, size)),
+                            self.fit_options)
+        angles = head_angles(fit.placement.rotation[0].numpy())
+        error = float(fit.reprojection_error[0]) / max(interocular(landmarks.points), 1e-6)
+        if abs(angles[0]) > cfg.max_yaw_deg:
+            return None, "pose"
+        if not error <= cfg.max_fit_error:
+            return None, "fit_error"
+        return self._labelled(crop_photo(photo, window, size), fit, landmarks, angles, error, window), None
+
+    @torch.no_grad()
+    def _labelled(self, crop, fit, landmarks: FaceLandmarks, angles, error: float, window) -> LabelledFace:
+        model = self.model
+        albedo = torch.ones(model.num_vertices, 3)
+        out = self.renderer(fit.vertices, model.faces, fit.placement.cameras(), albedo)
+        tri = out.triangle_id[0]
+        silhouette = ((tri >= 0) & self.front_triangles[tri.clamp(min=0)]).numpy()
+        front = (out.visibility[0] & model.front_mask).numpy()
+        expression, _ = model.split_code(fit.code)
+        labels = {
+            "shape": fit.shape[0].numpy().astype(np.float32),
+            "expression": expression[0].numpy().astype(np.float32),
+            "head_pose": angles.astype(np.float32),
+            "rotation": fit.placement.rotation[0].numpy().astype(np.float32),
+            "translation": fit.placement.translation[0].numpy().astype(np.float32),
+            "intrinsics": fit.placement.intrinsics[0].numpy().astype(np.float32),
+            "landmarks2d": fit.landmarks68[0].numpy().astype(np.float32),
+            "silhouette": pack_bits(silhouette),
+            "mediapipe478": landmarks.points.astype(np.float32),
+            "blendshapes": np.asarray(landmarks.blendshapes, np.float32),
+            "fit_error": np.float32(error),
+            "reprojection_px": np.float32(fit.reprojection_error[0]),
+            "crop_window": np.asarray(window, np.float32),
+        }
+        if model.jaw_dim:
+            labels["jaw"] = fit.code[0, model.expression_dim :].numpy().astype(np.float32)
+        return LabelledFace(crop, labels, labels["landmarks2d"], silhouette, front, out.screen[0, :, :2].numpy())
+
+    def make_face(self, index: int, seed: int) -> tuple[LabelledFace, int, np.ndarray]:
+        """(face, accepted attempt, rejections per reason (R,) int16) of face ``index``."""
+        rejections = np.zeros(len(REJECTIONS), np.int16)
+        for attempt in range(self.config.max_attempts):
+            face, reason = self.label(self.photo(index, seed, attempt))
+            if face is not None:
+                return face, attempt, rejections
+            rejections[REJECTIONS.index(reason)] += 1
+        counts = ", ".join(f"{r} {n}" for r, n in zip(REJECTIONS, rejections) if n)
+        raise OferError(f"photo face {index}: no acceptable picture in {self.config.max_attempts} attempts ({counts})")
+
+    def make(self, index: int, seed: int) -> list[dict[str, np.ndarray]]:
+        """The ``variants`` raw records of face ``index`` (everything but the embeddings)."""
+        cfg = self.config
+        face, attempt, rejections = self.make_face(index, seed)
+        records = []
+        for variant in range(cfg.variants):
+            rng = np.random.default_rng([seed, index, attempt, 1 + variant])
+            category = self.categories[rng.choice(len(self.categories), p=self.category_p)]
+            record = occluded_pictures(face.crop, face.landmarks2d, face.silhouette, face.front, face.screen,
+                                       category, rng, cfg)
+            record.update(face.labels)
+            record.update(identity=np.int32(index), variant=np.int8(variant), attempt=np.int8(attempt),
+                          rejections=rejections.copy())
+            records.append(record)
+        return records
+
+    def make_shard(self, start: int, count: int, seed: int) -> dict[str, np.ndarray]:
+        """Records ``start .. start+count-1`` (whole faces: both multiples of ``variants``), with embeddings."""
+        k = self.config.variants
+        if start % k or count % k:
+            raise ValueError(f"a photo shard holds whole faces: start {start} and count {count} must be "
+                             f"multiples of {k}")
+        records = [r for face in range(start // k, (start + count) // k) for r in self.make(face, seed)]
+        embed_records(self.frontend, records, self.config.store_clean_image)
+        return stack_samples(records)
+
+
+def photo_manifest(spec: str, num_faces: int, seed: int, config: PhotoConfig, faces_per_shard: int,
+                   encoders: dict) -> Manifest:
+    """The manifest of a photo folder: ``num_faces * variants`` records, ``faces_per_shard`` faces a shard;
+    the generator version names the generator's weights (their SHA-256 prefix)."""
+    info = load_face_model(spec).info().to_dict()
+    version = f"{PHOTO_VERSION}+{weights_digest(weights_folder())[:16]}"
+    k = config.variants
+    return Manifest("photo", version, info, seed, num_faces * k, faces_per_shard * k, config.to_dict(), encoders)
+
+
+def check_photo_options(num_faces, seed, workers, faces_per_shard, variants, psi) -> None:
+    """Refuse bad numbers before any work starts (one-line ConfigError naming the option)."""
+    require_int(num_faces, "--n", 1)
+    require_int(seed, "--seed", 0)
+    require_int(workers, "--workers", 1)
+    require_int(faces_per_shard, "--shard-size", 1)
+    require_int(variants, "--variants", 1, 100)
+    if not (isinstance(psi, (int, float)) and 0.0 <= psi <= 2.0):
+        raise ConfigError(f"--psi must be a number in [0, 2], got {psi!r}")
+
+
+def generate_photo(folder: str | Path, spec: str, num_faces: int, seed: int, config: PhotoConfig,
+                   workers: int = 1, faces_per_shard: int = 8, progress: bool = True,
+                   appearance: Optional[str] = None) -> tuple[Manifest, int]:
+    """Generate (or finish) a photo data folder; returns its manifest and how many shards were made now.
+
+    Raises :class:`OferError` with the install hint when OpenVINO or the random-face weights are missing.
+    """
+    from .synth import run_plan, synth_encoders
+
+    check_photo_options(num_faces, seed, workers, faces_per_shard, config.variants, config.psi)
+    config.validate()
+    weights_folder()
+    encoders = synth_encoders(appearance)
+    manifest = photo_manifest(spec, num_faces, seed, config, faces_per_shard, encoders)
+    return run_plan(Path(folder), manifest, spec, encoders, workers, progress)
+
+
+__all__ = [
+    "BOX_FRACTION", "PHOTO_EXTRA_HINT", "PHOTO_VERSION", "REJECTIONS", "PhotoConfig", "PhotoMaker",
+    "check_photo_options", "crop_photo", "crop_window", "generate_photo", "head_angles", "photo_manifest",
+    "photo_shard_stats",
+]

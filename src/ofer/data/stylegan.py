@@ -1,0 +1,125 @@
+"""A face-photo generator: MobileStyleGAN (FFHQ) as OpenVINO IR, from the ``random-face`` wheel.
+
+The wheel is installed with ``pip install --no-deps random-face`` (its own engine imports a removed
+OpenVINO API, and its dependencies pull jupyter and gdown); this module never imports the package,
+it only reads its ``data`` folder: ``MappingNetwork`` (z (1, 512) -> style (1, 512)) and
+``SynthesisNetwork`` (style -> (1, 3, 1024, 1024) RGB in [-1, 1]), static batch 1.
+
+Truncation pulls a style towards the mean style: ``mean + psi (style - mean)``; the mean is the
+average mapping of :data:`MEAN_STYLE_SAMPLES` fixed z (seed :data:`MEAN_STYLE_SEED`), computed once
+and cached in the user cache (keyed by the weights' content). Licence: the weights derive from
+StyleGAN2-FFHQ (NVIDIA's non-commercial licence, FFHQ CC BY-NC-SA): research use only; data made with
+them are generated on the user's machine and never shipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OferError
+from ..io.atomic import atomic_path
+from ..paths import cache_dir
+
+Z_DIM = 512
+MEAN_STYLE_SAMPLES = 2048
+MEAN_STYLE_SEED = 20210721
+PHOTO_EXTRA_HINT = ("the photo engine needs the photo extra: pip install 'ofer[photo]' && "
+                    "pip install --no-deps random-face==2021.7.21.1")
+
+
+def weights_folder() -> Path:
+    """The ``random_face/data`` folder with the IR files; :class:`OferError` (one line) when missing."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise OferError(PHOTO_EXTRA_HINT) from None
+    spec = importlib.util.find_spec("random_face")
+    folders = [] if spec is None else list(spec.submodule_search_locations or [])
+    for folder in folders:
+        data = Path(folder) / "data"
+        if all((data / f"{net}.{ext}").is_file() for net in ("MappingNetwork", "SynthesisNetwork")
+               for ext in ("xml", "bin")):
+            return data
+    raise OferError(PHOTO_EXTRA_HINT)
+
+
+def photo_engine_available() -> bool:
+    """True when OpenVINO and the random-face weights are installed."""
+    try:
+        weights_folder()
+    except OferError:
+        return False
+    return True
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 (hex) of the four IR files: what the mean style and the data depend on."""
+    digest = hashlib.sha256()
+    for name in ("MappingNetwork.xml", "MappingNetwork.bin", "SynthesisNetwork.xml", "SynthesisNetwork.bin"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+class FaceGenerator:
+    """MobileStyleGAN on OpenVINO's CPU plugin (f32, a fixed number of threads).
+
+    Args:
+        threads: OpenVINO inference threads (results are compared across runs, so the number is fixed).
+    """
+
+    def __init__(self, threads: int = 1):
+        import openvino
+
+        self.folder = weights_folder()
+        self.digest = weights_digest(self.folder)
+        core = openvino.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)}
+        self.mapping = core.compile_model(core.read_model(str(self.folder / "MappingNetwork.xml")), "CPU", config)
+        self.synthesis = core.compile_model(core.read_model(str(self.folder / "SynthesisNetwork.xml")), "CPU", config)
+        self._mean: np.ndarray | None = None
+
+    def style(self, z: np.ndarray) -> np.ndarray:
+        """(1, 512) float32 z -> (1, 512) style."""
+        return np.asarray(self.mapping(np.asarray(z, np.float32).reshape(1, Z_DIM))[0], np.float32)
+
+    @property
+    def mean_style(self) -> np.ndarray:
+        """(1, 512) the average style of the fixed z set (cached on disk per weights)."""
+        if self._mean is None:
+            self._mean = _cached_mean_style(self)
+        return self._mean
+
+    def image(self, z: np.ndarray, psi: float) -> np.ndarray:
+        """(1024, 1024, 3) uint8 RGB face photo of latent ``z`` (512,) with truncation ``psi``."""
+        mean = self.mean_style
+        style = mean + np.float32(psi) * (self.style(z) - mean)
+        out = np.asarray(self.synthesis(style.astype(np.float32))[0])[0]  # (3, H, W) in [-1, 1]
+        return np.clip((out.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _cached_mean_style(generator: FaceGenerator) -> np.ndarray:
+    path = cache_dir() / "stylegan" / f"mean_style_{generator.digest[:16]}_{MEAN_STYLE_SEED}_{MEAN_STYLE_SAMPLES}.npy"
+    if path.is_file():
+        try:
+            mean = np.load(path, allow_pickle=False)
+            if mean.shape == (1, Z_DIM):
+                return mean.astype(np.float32)
+        except (OSError, ValueError):
+            pass
+    zs = np.random.default_rng(MEAN_STYLE_SEED).standard_normal((MEAN_STYLE_SAMPLES, Z_DIM)).astype(np.float32)
+    mean = np.mean([generator.style(z)[0].astype(np.float64) for z in zs], axis=0)[None].astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, mean)
+    return mean
+
+
+@lru_cache(maxsize=2)
+def face_generator(threads: int = 1) -> FaceGenerator:
+    """The shared :class:`FaceGenerator` of this process."""
+    return FaceGenerator(threads)

@@ -1,0 +1,172 @@
+"""The photo-domain data engine on tiny sizes: determinism, resume, rejection, masks, pseudo-labels, preview."""
+
+import numpy as np
+import pytest
+import torch
+
+from ofer.cli.main import main
+from ofer.data.occluders import emoji_available
+from ofer.data.stylegan import photo_engine_available
+from ofer.errors import OferError
+
+pytestmark = pytest.mark.skipif(not (photo_engine_available() and emoji_available()),
+                                reason="needs the photo extra (openvino, random-face) and fonts-noto-color-emoji")
+
+SEED = 5
+
+
+def tiny_config(**overrides):
+    from ofer.data.photo import PhotoConfig
+    from ofer.fitting import FitOptions
+
+    fit = FitOptions(rigid_steps=40, full_steps=80).to_dict()
+    return PhotoConfig(image_size=160, variants=2, fit=fit, **overrides)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, default_model):
+    from ofer.data.photo import generate_photo
+
+    path = tmp_path_factory.mktemp("photo") / "data"
+    manifest, made = generate_photo(path, "default", 2, SEED, tiny_config(), faces_per_shard=1, progress=False)
+    assert made == 2 and manifest.num_samples == 4 and manifest.shard_size == 2
+    return path
+
+
+@pytest.fixture(scope="module")
+def maker(default_model):
+    from ofer.data.photo import PhotoMaker
+
+    return PhotoMaker("default", tiny_config())
+
+
+def test_fields_and_manifest(folder, default_model):
+    from ofer.data.photo import REJECTIONS
+    from ofer.data.shards import Manifest, read_npz, shard_name
+
+    data = read_npz(folder / shard_name(0))
+    assert data["image"].shape == (2, 160, 160, 3) and data["arcface"].shape == (2, 512)
+    assert data["identity"].tolist() == [0, 0] and data["variant"].tolist() == [0, 1]
+    assert data["mediapipe478"].shape == (2, 478, 3) and data["blendshapes"].shape == (2, 52)
+    assert data["expression"].shape == (2, default_model.expression_dim) and data["head_pose"].shape == (2, 3)
+    assert np.array_equal(data["shape"][0], data["shape"][1])  # one face, two occluded copies
+    assert "image_clean" not in data
+    manifest = Manifest.load(folder)
+    assert manifest.kind == "photo" and manifest.generator_version.startswith("ofer-photo/1+")
+    assert manifest.stats["faces"] == 2 and set(manifest.stats["rejected"]) == set(REJECTIONS)
+    assert manifest.stats["rejection_rate"] == pytest.approx(
+        sum(manifest.stats["rejected"].values()) / manifest.stats["attempts"])
+
+
+def test_resume_regenerates_byte_identical_shards(folder):
+    from ofer.data.photo import generate_photo
+    from ofer.data.shards import shard_name
+
+    before = (folder / shard_name(1)).read_bytes()
+    _, made = generate_photo(folder, "default", 2, SEED, tiny_config(), faces_per_shard=1, progress=False)
+    assert made == 0
+    (folder / shard_name(1)).write_bytes(before[: len(before) // 2])  # a shard cut short by a kill
+    _, made = generate_photo(folder, "default", 2, SEED, tiny_config(), faces_per_shard=1, progress=False)
+    assert made == 1 and (folder / shard_name(1)).read_bytes() == before
+    with pytest.raises(OferError, match="holds other data"):
+        generate_photo(folder, "default", 2, SEED + 1, tiny_config(), faces_per_shard=1, progress=False)
+
+
+def test_a_face_does_not_depend_on_its_shard(folder, maker):
+    """Face 1 made alone equals face 1 made in a shard of one face (rows 2, 3 of the data)."""
+    from ofer.data.shards import read_npz, shard_name
+
+    stored = read_npz(folder / shard_name(1))
+    alone = maker.make_shard(2, 2, SEED)
+    assert set(alone) == set(stored)
+    for key, value in alone.items():
+        np.testing.assert_array_equal(value, stored[key], err_msg=key)
+
+
+def test_visibility_and_masks_are_consistent(folder, default_model):
+    from ofer.data.shards import ShardDataset, unpack_bits
+    from ofer.fitting import project
+
+    data = ShardDataset(folder).arrays(["front", "unoccluded", "occluder_mask", "silhouette", "shape", "expression",
+                                        "rotation", "translation", "intrinsics"])
+    count, size = default_model.num_vertices, 160
+    front, unocc = unpack_bits(data["front"], count), unpack_bits(data["unoccluded"], count)
+    masks, silhouettes = unpack_bits(data["occluder_mask"], size), unpack_bits(data["silhouette"], size)
+    assert (unocc <= front).all() and front.sum(1).min() > 500 and silhouettes.sum((1, 2)).min() > 1000
+    assert not front[:, ~default_model.front_mask.numpy()].any()
+    with torch.no_grad():
+        vertices = default_model(torch.from_numpy(data["shape"]), torch.from_numpy(data["expression"])).vertices
+    pixels = project(vertices, torch.from_numpy(data["rotation"]), torch.from_numpy(data["translation"]),
+                     torch.from_numpy(data["intrinsics"])).numpy()
+    col, row = (np.clip(np.floor(pixels[..., k]).astype(int), 0, size - 1) for k in (0, 1))
+    rows = np.arange(len(col))[:, None]
+    assert not (unocc & masks[rows, row, col]).any()  # an unoccluded vertex never lies under the occluder
+    assert (front & ~masks[rows, row, col] <= unocc).all()
+    assert silhouettes[rows, row, col][front].mean() > 0.9  # visible face vertices fall in the silhouette (edges aside)
+
+
+def test_pseudo_labels_reproject_onto_the_stored_landmarks(folder, default_model):
+    from ofer.data.shards import ShardDataset
+    from ofer.fitting import project
+
+    data = ShardDataset(folder).arrays(["shape", "expression", "rotation", "translation", "intrinsics",
+                                        "landmarks2d", "head_pose"])
+    with torch.no_grad():
+        out = default_model(torch.from_numpy(data["shape"]), torch.from_numpy(data["expression"]))
+    pixels = project(out.landmarks68, torch.from_numpy(data["rotation"]), torch.from_numpy(data["translation"]),
+                     torch.from_numpy(data["intrinsics"])).numpy()
+    assert np.abs(pixels - data["landmarks2d"]).max() < 0.5
+    assert (np.abs(data["head_pose"][:, 0]) <= 45.0).all()
+
+
+def test_rejections_are_counted_and_retried(maker, monkeypatch):
+    from ofer.data.photo import REJECTIONS
+
+    assert maker.label(np.full((1024, 1024, 3), 128, np.uint8)) == (None, "no_face")
+    strict = type(maker)("default", tiny_config(max_fit_error=0.0))
+    assert strict.label(maker.photo(0, SEED, 0)) == (None, "fit_error")
+    real, reasons = maker.label, iter(["pose", "no_landmarks"])
+
+    def flaky(photo):
+        reason = next(reasons, None)
+        return (None, reason) if reason else real(photo)
+
+    monkeypatch.setattr(maker, "label", flaky)
+    face, attempt, rejections = maker.make_face(0, SEED)
+    assert attempt == 2 and face is not None
+    assert rejections.tolist() == [int(r in ("pose", "no_landmarks")) for r in REJECTIONS]
+    monkeypatch.setattr(maker, "label", lambda photo: (None, "no_face"))
+    with pytest.raises(OferError, match="no acceptable picture in 16 attempts"):
+        maker.make_face(0, SEED)
+
+
+def test_head_angles_invert_the_render_engines_rotation():
+    from ofer.data.photo import head_angles
+    from ofer.render.cameras import FRONTAL_R, head_rotation
+
+    rotation = (FRONTAL_R @ head_rotation(30.0, -12.0, 7.0))[0].numpy()
+    np.testing.assert_allclose(head_angles(rotation), [30.0, -12.0, 7.0], atol=1e-4)
+
+
+def test_preview_draws_a_photo_folder(folder):
+    from ofer.data.preview import contact_sheet
+
+    assert contact_sheet(folder, count=4, columns=2).size == (320, 320)
+
+
+def test_missing_extra_is_one_line(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "random_face" else real(name, *a))
+    assert main(["synth", "photo", "--n", "1", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'ofer[photo]'" in err and "--no-deps random-face" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_options_are_one_line(capsys, tmp_path):
+    for argv, text in ((["--n", "0"], "--n"), (["--n", "1", "--variants", "0"], "--variants"),
+                       (["--n", "1", "--psi", "-1"], "--psi")):
+        assert main(["synth", "photo", *argv, "-o", str(tmp_path / "y")]) == 2
+        assert text in capsys.readouterr().err
