@@ -45,6 +45,7 @@ __all__ = [
     "check_method",
     "evaluate_method",
     "front_meshes",
+    "identity_metrics",
     "image_metrics",
     "load_protocol",
     "medoid_index",
@@ -120,6 +121,29 @@ def _image_row(x: np.ndarray, gt: np.ndarray, front: np.ndarray, vis: np.ndarray
     }
 
 
+def identity_metrics(h: Hypotheses, neutral_gt: np.ndarray, model: FaceModel, align: bool = False
+                     ) -> dict[str, np.ndarray]:
+    """Identity errors of B images' N identity samples: RMS over the face-region vertices of the neutral meshes.
+
+    ``neutral_gt`` (B, V, 3) mm. ``align``: each sample is first similarity-aligned (Umeyama, on the
+    same face-region vertices) onto the reference, for references whose scale and placement are
+    not exact (e.g. pseudo-labels fitted to photos); the protocol's exact ground truth is compared
+    as it is. Returns ``identity_ranked`` / ``_oracle`` (best sample) / ``_average`` / ``_medoid``
+    (B,), ``identity_errors`` (B, N) and ``scores`` (B, N).
+    """
+    meshes = front_meshes(model, h.shapes)
+    face = model.front_mask.cpu().numpy()
+    if align:
+        ident = np.array([[M.aligned_rms(sample, reference) for sample in samples]
+                          for samples, reference in zip(meshes, neutral_gt[:, face])]).reshape(meshes.shape[:2])
+    else:
+        ident = np.sqrt(((meshes - neutral_gt[:, None, face]) ** 2).sum(-1).mean(-1))  # (B, N)
+    at = np.arange(len(neutral_gt))
+    return dict(identity_ranked=ident[at, h.chosen], identity_oracle=ident.min(1), identity_average=ident.mean(1),
+                identity_medoid=ident[at, medoid_index(meshes)], identity_errors=ident,
+                scores=np.asarray(h.scores, np.float64))
+
+
 def image_metrics(h: Hypotheses, gt: np.ndarray, neutral_gt: np.ndarray, front: np.ndarray, unocc: np.ndarray,
                   gaussian: M.VertexGaussian, model: FaceModel) -> dict[str, np.ndarray]:
     """Per-image metrics (B,) of one chunk, plus what the report needs (identity errors, scores, ...).
@@ -128,13 +152,8 @@ def image_metrics(h: Hypotheses, gt: np.ndarray, neutral_gt: np.ndarray, front: 
     """
     rows = [_image_row(h.meshes[b], gt[b], front[b], unocc[b] & front[b], gaussian) for b in range(len(gt))]
     out = {k: np.array([r[k] for r in rows], np.float64) for k in IMAGE_KEYS}
-    meshes = front_meshes(model, h.shapes)
-    face = model.front_mask.cpu().numpy()
-    ident = np.sqrt(((meshes - neutral_gt[:, None, face]) ** 2).sum(-1).mean(-1))  # (B, N)
+    out.update(identity_metrics(h, neutral_gt, model))
     at = np.arange(len(gt))
-    out.update(identity_ranked=ident[at, h.chosen], identity_oracle=ident.min(1), identity_average=ident.mean(1),
-               identity_medoid=ident[at, medoid_index(meshes)], identity_errors=ident,
-               scores=np.asarray(h.scores, np.float64))
     ranked_neutral = neutral_meshes(model, h.shapes[at, h.chosen])[0]
     out["identity_vertex_error"] = np.linalg.norm(ranked_neutral - neutral_gt, axis=-1).astype(np.float32)
     out["first_hypothesis"] = h.meshes[:, 0].astype(np.float16)
