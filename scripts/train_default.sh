@@ -23,6 +23,22 @@ ofer train idrank --data "$DATA/train10k" -o "$RUN" --epochs 40 --batch 16 --lr 
 ofer train regressor --data "$DATA/train10k" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 --widths 512 512 --quiet &
 wait
 
+# --- Mixed render + photo-domain training (NOT run by this script; the shipped weights above are
+# render-only). The intended command once `ofer synth photo` has written $DATA/photo_train and
+# $DATA/photo_train_b: every trainer takes several --data folders (same face model and encoders),
+# --data-weights gives each folder's share of an epoch (here the photos are 30 % of every epoch,
+# repeated to fit; without it the folders are simply concatenated). The render-domain directions
+# (--domain-directions) are fitted on the render (kind train) samples only. Use another -o.
+#   MIX="$DATA/train10k $DATA/photo_train $DATA/photo_train_b"; W="0.7 0.15 0.15"; MIXRUN=runs/mixed
+#   ofer train idgen  --data $MIX --data-weights $W -o "$MIXRUN" --epochs 150 --batch 256 --lr 1e-3 --seed 0 --widths 256 128 32 --quiet &
+#   ofer train expgen --data $MIX --data-weights $W -o "$MIXRUN" --epochs 150 --batch 256 --lr 1e-3 --seed 0 --widths 256 128 32 --quiet &
+#   wait
+#   ofer train idrank --data $MIX --data-weights $W -o "$MIXRUN" --epochs 40 --batch 16 --lr 3e-4 --seed 0 \
+#       --candidates 32 --rank-images 2000 --rank-sampler ddim --rank-steps 25 --rank-vertices 512 --quiet &
+#   ofer train regressor --data $MIX --data-weights $W -o "$MIXRUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 --widths 512 512 --quiet &
+#   wait
+# --- end of the mixed block
+
 python scripts/export_weights.py "$RUN" src/ofer/weights/default
 
 ofer eval co545 --data "$DATA/co545" --checkpoints "$RUN" -o reports/co545 --method ofer --method prior --method regressor

@@ -78,7 +78,7 @@ def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tenso
     ExpGen's target is the face model's code ``[expression | jaw]`` (D = ``code_dim``), the layout
     that ``split_code`` reads back at inference (the data store the code's jaw part as ``jaw``).
     """
-    data = TrainingData.open(options.data)
+    data = TrainingData.from_options(options)
     if options.network == "idgen":
         columns = data.read(["shape", "arcface"]).columns
         return data, columns["shape"], columns["arcface"], ("identity",)
@@ -86,8 +86,8 @@ def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tenso
     columns = data.read([*code_fields(model.jaw_dim), "arcface", "appearance"]).columns
     target = stored_code(columns, model.jaw_dim)
     if target.shape[1] != model.code_dim:
-        raise InputError(f"{options.data}: expression codes have {target.shape[1]} dims, the face model's "
-                         f"code_dim is {model.code_dim}")
+        raise InputError(f"{' '.join(map(str, data.folders))}: expression codes have {target.shape[1]} dims, "
+                         f"the face model's code_dim is {model.code_dim}")
     cond = torch.cat([columns["arcface"], columns["appearance"]], dim=1)
     return data, target, cond, ("identity", "appearance")
 
@@ -120,7 +120,7 @@ def train_diffusion(options: DiffusionOptions) -> list[dict]:
         x_t = scheduler.add_noise(x0, noise, t)
         return loss_fn(model(x_t, t.to(device), c), noise)
 
-    return run_epochs(config, model, optimizer, len(target), step, options, checkpoint, device)
+    return run_epochs(config, model, optimizer, len(target), step, options, checkpoint, device, mix=data.mix())
 
 
 @register(IdGenOptions)

@@ -27,7 +27,7 @@ from ..methods.ofer.generator import CoefficientGenerator, rank_vertex_subset
 from ..networks import IdRank, IdRankConfig, candidate_errors, listnet_loss
 from ..runs import CHECKPOINT_FILE, load_checkpoint, network_dir
 from .common import TrainingData, adamw, run_config
-from .loop import run_epochs
+from .loop import EpochMix, run_epochs
 from .options import TrainOptions, option, require_positive, require_widths
 from .registry import register
 from .resume import resume_checkpoint
@@ -79,7 +79,7 @@ def candidate_signature(options: IdRankOptions, data: TrainingData, count: int, 
     """Everything the cached candidate sets depend on."""
     return {"images": count, "candidates": options.candidates, "sampler": options.rank_sampler,
             "steps": options.rank_steps, "vertices": options.rank_vertices, "seed": options.seed,
-            "data": data.manifest.dataset_checksum(), "idgen": _file_digest(idgen_file),
+            "data": data.checksum(), "idgen": _file_digest(idgen_file),
             "face_model": data.face_model_info.get("fingerprint")}
 
 
@@ -109,7 +109,7 @@ def build_rank_candidates(options: IdRankOptions, data: TrainingData, device: to
     """Sample N shapes per training image with the frozen IdGen and measure their errors (cached)."""
     idgen_folder = network_dir(options.run, "idgen")
     cache = options.folder / CANDIDATES_FILE
-    count = min(options.rank_images, data.manifest.num_samples)
+    count = min(options.rank_images, data.num_samples)
     signature = candidate_signature(options, data, count, idgen_folder / CHECKPOINT_FILE)
     if cache.is_file():
         stored = torch.load(cache, weights_only=True)
@@ -122,8 +122,7 @@ def build_rank_candidates(options: IdRankOptions, data: TrainingData, device: to
     model = data.face_model
     with torch.no_grad():
         vertex_ids = rank_vertex_subset(model.front_mask, model().vertices[0], options.rank_vertices)
-    picks = torch.randperm(data.manifest.num_samples, generator=torch.Generator().manual_seed(options.seed))
-    picks = picks[:count].sort().values
+    picks = pick_images(data, count, options.seed)
     candidates, errors = _draw(generator_net, data, picks, vertex_ids, options)
     columns = data.columns
     result = {"signature": signature, "indices": picks, "candidates": candidates, "errors": errors,
@@ -131,6 +130,20 @@ def build_rank_candidates(options: IdRankOptions, data: TrainingData, device: to
               "vertex_ids": vertex_ids}
     torch_save(result, cache)
     return result
+
+
+def pick_images(data: TrainingData, count: int, seed: int) -> torch.Tensor:
+    """The sorted rows whose candidate sets IdRank trains on: ``count`` rows drawn uniformly (plain
+    concatenation), or with ``--data-weights`` each folder's share of ``count`` (at most all its rows)."""
+    generator = torch.Generator().manual_seed(seed)
+    if data.weights is None:
+        return torch.randperm(data.num_samples, generator=generator)[:count].sort().values
+    quotas = EpochMix.from_weights(data.sizes, data.weights, total=count).quotas
+    picks, offset = [], 0
+    for size, quota in zip(data.sizes, quotas):
+        picks.append(torch.randperm(size, generator=generator)[: min(size, quota)] + offset)
+        offset += size
+    return torch.cat(picks).sort().values
 
 
 @register(IdRankOptions)
@@ -141,10 +154,10 @@ def train_idrank(options: IdRankOptions) -> list[dict]:
     if not idgen_file.is_file():
         raise CheckpointError(f"{options.run}: train idgen first (no {idgen_file})")
     checkpoint = resume_checkpoint(options)
-    data = TrainingData.open(options.data)
+    data = TrainingData.from_options(options)
     ranked = build_rank_candidates(options, data, device)
     candidates, errors, cond = ranked["candidates"].float(), ranked["errors"], ranked["cond"]
-    cond_norm = data.condition_normalizer(cond, options.domain_directions)
+    cond_norm = data.condition_normalizer(cond, options.domain_directions, rows=ranked["indices"])
     net_config = IdRankConfig(num_vertices=candidates.shape[2], cond_dim=cond.shape[1], widths=list(options.widths))
     extra = {"vertex_ids": ranked["vertex_ids"].tolist(), "candidates": options.candidates,
              "sampler": options.rank_sampler, "steps": options.rank_steps, "images": len(candidates),
@@ -161,7 +174,9 @@ def train_idrank(options: IdRankOptions) -> list[dict]:
         on_device = indices.to(device)
         return listnet_loss(net(candidates[on_device], z_cond[on_device]), errors[on_device], options.tau)
 
-    return run_epochs(config, net, optimizer, len(candidates), step, options, checkpoint, device)
+    return run_epochs(config, net, optimizer, len(candidates), step, options, checkpoint, device,
+                      mix=data.mix(ranked["indices"]))
 
 
-__all__ = ["CANDIDATES_FILE", "IdRankOptions", "build_rank_candidates", "candidate_signature", "train_idrank"]
+__all__ = ["CANDIDATES_FILE", "IdRankOptions", "build_rank_candidates", "candidate_signature", "pick_images",
+           "train_idrank"]

@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -30,10 +31,64 @@ CURVE_FILE = "loss.png"
 TrainStep = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    """Index batches (CPU, long) of one epoch, shuffled reproducibly from (seed, epoch); the last may be short."""
+@dataclass(frozen=True)
+class EpochMix:
+    """How an epoch samples data folders with weights (``--data-weights``), rows concatenated folder by folder.
+
+    Attributes:
+        sizes: rows per folder; quotas: rows drawn from each folder per epoch. A folder whose quota
+            exceeds its size is repeated (each row ``quota // size`` or one more times), one whose
+            quota is smaller is subsampled afresh every epoch; the drawn rows are then shuffled.
+    """
+
+    sizes: tuple[int, ...]
+    quotas: tuple[int, ...]
+
+    @classmethod
+    def from_weights(cls, sizes, weights, total: Optional[int] = None) -> "EpochMix":
+        """Quotas proportional to ``weights`` that sum to ``total`` (default: all rows, the length of a
+        plain concatenation), by largest remainder; an empty folder gets none, a weighted one at least 1."""
+        sizes = tuple(int(n) for n in sizes)
+        total = sum(sizes) if total is None else int(total)
+        live = [float(w) if n > 0 else 0.0 for n, w in zip(sizes, weights)]
+        whole = sum(live)
+        raw = [total * w / whole for w in live]
+        quotas = [int(math.floor(r)) for r in raw]
+        by_remainder = sorted(range(len(raw)), key=lambda i: (-(raw[i] - quotas[i]), i))
+        for i in by_remainder[: total - sum(quotas)]:
+            quotas[i] += 1
+        quotas = [max(q, 1) if w > 0 else 0 for q, w in zip(quotas, live)]
+        return cls(sizes, tuple(quotas))
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.quotas)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        """The rows of one epoch (CPU, long), drawn and shuffled with ``generator``."""
+        parts, offset = [], 0
+        for size, quota in zip(self.sizes, self.quotas):
+            if quota:
+                repeats = -(-quota // size)
+                rows = torch.cat([torch.randperm(size, generator=generator) for _ in range(repeats)])[:quota]
+                parts.append(rows + offset)
+            offset += size
+        rows = torch.cat(parts)
+        return rows[torch.randperm(len(rows), generator=generator)]
+
+
+def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int,
+                  mix: Optional[EpochMix] = None) -> Iterator[torch.Tensor]:
+    """Index batches (CPU, long) of one epoch, shuffled reproducibly from (seed, epoch); the last may be short.
+
+    ``mix``: the folders' sampling shares (None: every one of ``num_samples`` rows once).
+    """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(num_samples, generator=generator)
+    if mix is None:
+        order = torch.randperm(num_samples, generator=generator)
+    else:
+        order = mix.order(generator)
+        num_samples = len(order)
     for start in range(0, num_samples, batch_size):
         yield order[start : start + batch_size]
 
@@ -104,7 +159,7 @@ def _start(folder: Path, config: RunConfig, model, optimizer, generator, options
 
 def run_epochs(config: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, num_samples: int,
                train_step: TrainStep, options: TrainOptions, checkpoint: Optional[Checkpoint] = None,
-               device: torch.device = torch.device("cpu")) -> list[dict]:
+               device: torch.device = torch.device("cpu"), mix: Optional[EpochMix] = None) -> list[dict]:
     """Train for ``options.epochs`` epochs into ``options.folder`` (continuing ``checkpoint`` if given).
 
     Args:
@@ -112,6 +167,7 @@ def run_epochs(config: RunConfig, model: torch.nn.Module, optimizer: torch.optim
         train_step: ``train_step(indices (b,) CPU long, generator (CPU)) -> loss`` (scalar, with
             grad); the loop does backward and the optimiser step.
         checkpoint: the run to continue (from :func:`~.resume.resume_checkpoint`), or None.
+        mix: how an epoch samples the data folders (``TrainingData.mix``; None: each row once).
     Returns:
         The whole log (one dict per epoch: epoch, loss, seconds, lr; ``resumed`` on the first
         epoch after a resume that changed options).
@@ -126,7 +182,7 @@ def run_epochs(config: RunConfig, model: torch.nn.Module, optimizer: torch.optim
         return read_log(folder)
     try:
         for epoch in range(start_epoch + 1, options.epochs + 1):
-            row = _epoch(config, model, optimizer, num_samples, train_step, options, generator, epoch)
+            row = _epoch(config, model, optimizer, num_samples, train_step, options, generator, epoch, mix)
             if changes:
                 row["resumed"] = {k: [a, b] for k, (a, b) in changes.items()}
                 changes = {}
@@ -144,11 +200,11 @@ def run_epochs(config: RunConfig, model: torch.nn.Module, optimizer: torch.optim
 
 
 def _epoch(config: RunConfig, model, optimizer, num_samples: int, train_step: TrainStep, options: TrainOptions,
-           generator: torch.Generator, epoch: int) -> dict:
+           generator: torch.Generator, epoch: int, mix: Optional[EpochMix] = None) -> dict:
     """One pass over the data; returns its log row."""
     model.train()
     started, total, count = time.perf_counter(), 0.0, 0
-    batches = list(epoch_batches(num_samples, options.batch_size, options.seed, epoch))
+    batches = list(epoch_batches(num_samples, options.batch_size, options.seed, epoch, mix))
     bar = tqdm(batches, desc=f"{config.network} epoch {epoch}/{options.epochs}", leave=False,
                disable=not options.progress, file=sys.stderr)
     for indices in bar:
@@ -166,4 +222,4 @@ def _epoch(config: RunConfig, model, optimizer, num_samples: int, train_step: Tr
             "lr": optimizer.param_groups[0]["lr"]}
 
 
-__all__ = ["CURVE_FILE", "LOG_FILE", "epoch_batches", "plot_loss_curve", "read_log", "run_epochs"]
+__all__ = ["CURVE_FILE", "EpochMix", "LOG_FILE", "epoch_batches", "plot_loss_curve", "read_log", "run_epochs"]

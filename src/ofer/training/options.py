@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from ..config import Config, require, require_choice, require_int
 from ..devices import DEVICES
@@ -21,7 +21,8 @@ from ..devices import DEVICES
 # describes the network or its data, and changing it on --resume is refused.
 RESUME_APPLIED = ("epochs", "batch_size", "lr", "weight_decay", "tau")
 # Options that are not part of the run's record (where it runs, how it reports).
-NOT_RECORDED = ("data", "run", "resume", "progress", "device")
+# The data folders and their weights are recorded in ``RunConfig.data`` instead (see common.py).
+NOT_RECORDED = ("data", "data_weights", "run", "resume", "progress", "device")
 
 
 def option(*flags: str, default: Any = dataclasses.MISSING, factory=None, **argparse_kw) -> Any:
@@ -61,7 +62,12 @@ class TrainOptions(Config):
     """Options every trainer has (defaults sized for a 2-core CPU).
 
     Attributes:
-        data: a folder written by ``ofer synth train``; run: the run folder (``RUN/<network>/``).
+        data: one or more data folders (``ofer synth train``, ``ofer synth photo``, ...), read as one
+            data set; a single path is accepted too. They must share the face model and encoders.
+        data_weights: None (plain concatenation: every sample once per epoch) or one positive
+            weight per folder: the folders' sampling shares of an epoch (normalised to sum 1; an
+            epoch keeps the concatenation's length, a folder is repeated or subsampled to its share).
+        run: the run folder (``RUN/<network>/``).
         device: where the model and batches live; random numbers are always drawn on the CPU,
             so the batch order and the noise do not depend on it.
     """
@@ -69,9 +75,14 @@ class TrainOptions(Config):
     network: ClassVar[str] = ""
     help: ClassVar[str] = ""
 
-    data: Path = option("--data", type=Path, required=True, help="data folder (ofer synth train)")
+    data: list[Path] = option("--data", type=Path, nargs="+", required=True, metavar="DIR",
+                              help="data folder(s) (ofer synth train / ofer synth photo), read as one data set")
     run: Path = option("-o", "--output", type=Path, required=True,
                        help="run folder (networks go to RUN/<network>/)")
+    data_weights: Optional[list[float]] = option(
+        "--data-weights", default=None, type=float, nargs="+", metavar="W",
+        help="each --data folder's sampling share of an epoch (normalised; e.g. 0.7 0.3 makes the second "
+             "folder 30%% of every epoch, repeated or subsampled to fit; default: plain concatenation)")
     epochs: int = option("--epochs", default=50, type=int, help="epochs in all (a resumed run continues up to this)")
     batch_size: int = option("--batch", default=256, type=int, metavar="N", help="batch size (default %(default)s)")
     lr: float = option("--lr", default=1e-3, type=float, help="AdamW learning rate (default %(default)s)")
@@ -87,9 +98,20 @@ class TrainOptions(Config):
                                     help="render-domain directions projected out of the ArcFace embedding (0 = off)")
 
     def validate(self) -> None:
-        require(self.data is not None and str(self.data) != "", "--data must name a data folder")
+        folders = [self.data] if isinstance(self.data, (str, Path)) else self.data
+        ok = isinstance(folders, (list, tuple)) and len(folders) > 0
+        require(ok and all(isinstance(f, (str, Path)) and str(f) != "" for f in folders),
+                "--data must name one or more data folders")
         require(self.run is not None and str(self.run) != "", "-o must name a run folder")
-        self.data, self.run = Path(self.data), Path(self.run)
+        self.data, self.run = [Path(f) for f in folders], Path(self.run)
+        if self.data_weights is not None:
+            weights = self.data_weights
+            require(isinstance(weights, (list, tuple)) and len(weights) == len(self.data),
+                    f"--data-weights needs one weight per --data folder ({len(self.data)} folder(s), got "
+                    f"{len(weights) if isinstance(weights, (list, tuple)) else weights!r})")
+            for w in weights:
+                require_positive(w, "--data-weights")
+            self.data_weights = [float(w) for w in weights]
         require_int(self.epochs, "--epochs", 1)
         require_int(self.batch_size, "--batch", 1)
         require_positive(self.lr, "--lr")

@@ -37,7 +37,7 @@ def train_regressor(options: RegressorOptions) -> list[dict]:
     """Train the regressor; returns the log."""
     device = resolve_device(options.device)
     checkpoint = resume_checkpoint(options)
-    data = TrainingData.load(options.data, ["shape", "arcface"])
+    data = TrainingData.from_options(options).read(["shape", "arcface"])
     target, cond = data.columns["shape"], data.columns["arcface"]
     target_norm = Normalizer.fit(target)
     cond_norm = data.condition_normalizer(cond, options.domain_directions)
@@ -53,7 +53,7 @@ def train_regressor(options: RegressorOptions) -> list[dict]:
         on_device = indices.to(device)
         return torch.nn.functional.mse_loss(net(z_cond[on_device]), z_target[on_device])
 
-    return run_epochs(config, net, optimizer, len(target), step, options, checkpoint, device)
+    return run_epochs(config, net, optimizer, len(target), step, options, checkpoint, device, mix=data.mix())
 
 
 __all__ = ["RegressorOptions", "train_regressor"]

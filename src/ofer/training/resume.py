@@ -25,6 +25,18 @@ def _describe(cls: type, changes: dict) -> str:
     return ", ".join(f"{flag_of(cls, k)} {new} (was {old})" for k, (old, new) in changes.items())
 
 
+def describe_data(record: dict) -> str:
+    """A run's data record (``RunConfig.data``) in a few words: each folder's path, kind, size, weight, checksum."""
+    folders = record.get("folders") or [record]  # runs saved before multi-folder data had one folder
+    parts = []
+    for f in folders:
+        words = [w for w in (f.get("kind"), f"{f.get('num_samples')} samples",
+                             f"weight {f['weight']:g}" if f.get("weight") is not None else None,
+                             f"checksum {str(f.get('checksum'))[:12]}") if w]
+        parts.append(f"{f.get('path')} ({', '.join(words)})")
+    return " + ".join(parts)
+
+
 def refuse_fixed_changes(cls: type, old: dict, new: dict, where: str | Path) -> None:
     """Refuse a change of any recorded option outside RESUME_APPLIED (``None`` = not resolved yet)."""
     keys = [k for k in new if k in old and k not in RESUME_APPLIED and new[k] is not None]
@@ -56,9 +68,13 @@ def check_resumable(cls: type, checkpoint: Checkpoint, config: RunConfig) -> Non
     old, where = checkpoint.config, checkpoint.folder
     refuse_fixed_changes(cls, old.training, config.training, where)
     if old.data.get("checksum") != config.data.get("checksum"):
-        raise CheckpointError(f"{where}: --resume cannot change --data: {config.data.get('path')} holds other data "
-                              f"(checksum {str(config.data.get('checksum'))[:12]}, the run has "
-                              f"{str(old.data.get('checksum'))[:12]})")
+        if len(old.data.get("folders", [None])) == 1 and len(config.data.get("folders", [None])) == 1:
+            raise CheckpointError(f"{where}: --resume cannot change --data: {config.data.get('path')} holds other "
+                                  f"data (checksum {str(config.data.get('checksum'))[:12]}, the run has "
+                                  f"{str(old.data.get('checksum'))[:12]})")
+        raise CheckpointError(f"{where}: --resume cannot change --data or --data-weights: the run was trained on "
+                              f"{describe_data(old.data)}, asked {describe_data(config.data)}; start a new run "
+                              f"with another -o")
     check_face_model(old, config.face_model, where)
     check_encoders(old, config.encoders, where)
     changed = changed_options(old.net, config.net, sorted(set(old.net) | set(config.net)))
@@ -86,5 +102,5 @@ def announce(options: TrainOptions, changes: dict, epoch: int) -> str:
     return f"{options.network}: resuming after epoch {epoch} with {_describe(type(options), changes)}"
 
 
-__all__ = ["announce", "applied_changes", "check_resumable", "refuse_fixed_changes", "resume_checkpoint",
-           "set_optimizer_options"]
+__all__ = ["announce", "applied_changes", "check_resumable", "describe_data", "refuse_fixed_changes",
+           "resume_checkpoint", "set_optimizer_options"]
