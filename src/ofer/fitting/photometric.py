@@ -37,7 +37,7 @@ def as_float_images(images) -> torch.Tensor:
     """(B, H, W, 3) uint8 or float pictures -> (B, H, W, 3) float32 in [0, 1]."""
     if isinstance(images, (list, tuple)):
         images = np.stack([np.asarray(i) for i in images])
-    tensor = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+    tensor = images if torch.is_tensor(images) else torch.tensor(np.asarray(images))  # a copy: inputs may be read-only
     if tensor.dtype == torch.uint8:
         return tensor.float() / 255.0
     return tensor.float()
