@@ -18,8 +18,9 @@ from ofer.errors import InputError
 from ofer.evaluation import photodata as PD
 from ofer.evaluation import protocol as P
 from ofer.evaluation.ranking import ranking_table
-from ofer.methods.base import Hypotheses, Method, ReconstructionSettings, image_generator, make_reconstruction
+from ofer.methods.base import Hypotheses, ReconstructionSettings, make_reconstruction
 from ofer.methods.registry import register
+from test_eval_protocol import FakeMethod
 
 ENCODERS = {"identity": {"name": "fake-id", "dim": 4}, "appearance": {"name": "fake-app", "dim": 3}}
 FACES, VARIANTS = 3, 2
@@ -78,30 +79,10 @@ def photos(tmp_path_factory):
 
 
 @register
-class RankingFake(Method):
-    """Prior samples seeded by (seed, key), random scores: ranks, several hypotheses."""
+class RankingFake(FakeMethod):
+    """test_eval_protocol's fake (prior samples seeded by (seed, key), random scores) under another name."""
 
     name = "test-photodata-fake"
-    label = "fake"
-    encoders: ClassVar[dict] = {"identity": ENCODERS["identity"]}
-
-    def __init__(self):
-        self.face_model = _model()
-
-    @classmethod
-    def from_run(cls, run=None, face_model=None, device="cpu"):
-        return cls()
-
-    def reconstruct_embeddings(self, identity, appearance, settings, keys):
-        model, out = self.face_model, []
-        for key in keys:
-            g = image_generator(settings.seed, key, "fake")
-            shapes = model.sample_prior(settings.shapes, g).shape
-            scores = torch.randn(settings.shapes, generator=g)
-            sample = model.sample_prior(settings.expressions, g, expression=True)
-            codes = model.join_code(sample.expression, sample.pose)
-            out.append(make_reconstruction(model, self.name, str(key), shapes, scores, int(scores.argmax()), codes))
-        return out
 
 
 @register
