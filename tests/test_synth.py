@@ -49,6 +49,23 @@ def test_resume_skips_and_regenerates_identically(train_folder):
         generate(train_folder, "default", 10, 4, tiny_config(), shard_size=4, progress=False)
 
 
+def test_a_killed_run_leaves_a_manifest_that_refuses_other_settings(tmp_path, monkeypatch):
+    """The manifest is written before the first shard: a run killed without cleanup still names its recipe."""
+    import ofer.data.synth as synth
+
+    def killed(job):
+        assert (job[0] / "manifest.json").is_file()
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(synth, "_run_shard", killed)
+    with pytest.raises(SystemExit):
+        generate(tmp_path / "d", "default", 4, 3, tiny_config(), shard_size=2, progress=False)
+    monkeypatch.undo()
+    assert Manifest.load(tmp_path / "d").shards == []
+    with pytest.raises(OferError, match="holds other data"):
+        generate(tmp_path / "d", "default", 4, 5, tiny_config(), shard_size=2, progress=False)
+
+
 def test_dataset_and_manifest(train_folder, default_model):
     manifest = Manifest.load(train_folder)
     assert manifest.encoders == synth_encoders(None)

@@ -184,6 +184,9 @@ def run_plan(folder: Path, manifest: Manifest, spec: str, encoders: dict, worker
     """
     records, jobs = _plan(folder, manifest)
     folder.mkdir(parents=True, exist_ok=True)
+    # Saved before any work, so that a killed run (no ``finally``) still names its recipe and a
+    # resume with other settings is refused rather than mixing shards.
+    _save_manifest(folder, manifest, records)
     init = (spec, manifest.config, encoders)
     bar = tqdm(total=manifest.num_samples, initial=manifest.num_samples - sum(j[3] for j in jobs), unit="sample",
                desc=f"synth {manifest.kind}", disable=not progress, file=sys.stderr)
@@ -202,10 +205,14 @@ def run_plan(folder: Path, manifest: Manifest, spec: str, encoders: dict, worker
                     bar.update(record.count)
     finally:
         bar.close()
-        manifest.shards = [records[i] for i in sorted(records)]
-        manifest.stats = summarise(manifest.shards)
-        manifest.save(folder)
+        _save_manifest(folder, manifest, records)
     return manifest, len(jobs)
+
+
+def _save_manifest(folder: Path, manifest: Manifest, records: dict[int, ShardRecord]) -> None:
+    manifest.shards = [records[i] for i in sorted(records)]
+    manifest.stats = summarise(manifest.shards)
+    manifest.save(folder)
 
 
 def summarise(records: list[ShardRecord]) -> dict:
