@@ -142,3 +142,26 @@ def test_the_rotation_prior_pulls_towards_the_detectors_head_rotation(default_mo
         angles[weight] = rotation_angle_deg(fit.placement.rotation.numpy(), target.numpy())[0]
     assert abs(angles[0.0] - 10.0) < 0.5  # off: the landmarks alone, 10 degrees from the detector's rotation
     assert angles[100.0] < 5.0  # a strong prior pulls the pose more than halfway towards it
+
+
+def test_a_shared_shape_fit_gives_one_identity_and_per_picture_expressions(default_model):
+    names = default_model.expression_names
+    smile = torch.zeros(1, default_model.code_dim)
+    smile[0, names.index("mouthSmileLeft")] = smile[0, names.index("mouthSmileRight")] = 0.8
+    neutral, _, _ = _scene(default_model, yaw=12.0, pitch=0.0, roll=0.0)
+    smiling, _, _ = _scene(default_model, yaw=-18.0, pitch=6.0, roll=2.0, expression=smile)
+    options = FitOptions(calibrate=False, rigid_steps=40, full_steps=60, expression_prior=0.01)
+    obs = LandmarkObservations.from_points(torch.cat([neutral, smiling]), (256, 256))
+    both = fit_landmarks(default_model, obs, options, shared_shape=True)
+    assert torch.equal(both.shape[0], both.shape[1])
+    smiles = both.code[:, [names.index("mouthSmileLeft"), names.index("mouthSmileRight")]].mean(1)
+    assert smiles[1] > smiles[0] + 0.15  # the expression stays per picture
+    # two copies of one picture: the data and the prior both count twice, so the optimum (and, with
+    # Adam's scale invariance, the path) is the single picture's fit
+    single = fit_landmarks(default_model, LandmarkObservations.from_points(smiling, (256, 256)), options)
+    twice = fit_landmarks(default_model, LandmarkObservations.from_points(smiling.repeat(2, 1, 1), (256, 256)),
+                          options, shared_shape=True)
+    assert torch.allclose(twice.shape[0], single.shape[0], atol=1e-3)
+    assert torch.allclose(twice.code[1], single.code[0], atol=1e-3)
+    unshared = fit_landmarks(default_model, obs, options)
+    assert not torch.equal(unshared.shape[0], unshared.shape[1])

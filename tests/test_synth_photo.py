@@ -19,8 +19,8 @@ def tiny_config(**overrides):
     from ofer.data.photo import PhotoConfig
     from ofer.fitting import FitOptions
 
-    fit = FitOptions(rigid_steps=40, full_steps=80).to_dict()
-    return PhotoConfig(image_size=160, variants=2, fit=fit, **overrides)
+    settings = dict(image_size=160, variants=2, fit=FitOptions(rigid_steps=40, full_steps=80).to_dict())
+    return PhotoConfig(**{**settings, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +125,17 @@ def test_rejections_are_counted_and_retried(maker, monkeypatch):
     assert maker.label(np.full((1024, 1024, 3), 128, np.uint8)) == (None, "no_face")
     strict = type(maker)("default", tiny_config(max_fit_error=0.0))
     assert strict.label(maker.photo(0, SEED, 0)) == (None, "fit_error")
-    real, reasons = maker.label, iter(["pose", "no_landmarks"])
+    real, reasons = maker.label_group, iter(["pose", "no_landmarks"])
 
-    def flaky(photo):
+    def flaky(photos):
         reason = next(reasons, None)
-        return (None, reason) if reason else real(photo)
+        return (None, reason) if reason else real(photos)
 
-    monkeypatch.setattr(maker, "label", flaky)
-    face, attempt, rejections = maker.make_face(0, SEED)
-    assert attempt == 2 and face is not None
+    monkeypatch.setattr(maker, "label_group", flaky)
+    faces, attempt, rejections, _ = maker.make_face(0, SEED)
+    assert attempt == 2 and len(faces) == 1
     assert rejections.tolist() == [int(r in ("pose", "no_landmarks")) for r in REJECTIONS]
-    monkeypatch.setattr(maker, "label", lambda photo: (None, "no_face"))
+    monkeypatch.setattr(maker, "label_group", lambda photos: (None, "no_face"))
     with pytest.raises(OferError, match="no acceptable picture in 16 attempts"):
         maker.make_face(0, SEED)
 
@@ -167,6 +167,54 @@ def test_missing_extra_is_one_line(capsys, tmp_path, monkeypatch):
 
 def test_bad_options_are_one_line(capsys, tmp_path):
     for argv, text in ((["--n", "0"], "--n"), (["--n", "1", "--variants", "0"], "--variants"),
+                       (["--n", "1", "--expressions", "0"], "--expressions"),
                        (["--n", "1", "--psi", "-1"], "--psi")):
         assert main(["synth", "photo", *argv, "-o", str(tmp_path / "y")]) == 2
         assert text in capsys.readouterr().err
+
+
+@pytest.fixture()
+def toy_directions(tmp_path, monkeypatch):
+    """Random expression directions for the installed generator (the shipped ones are fitted by a script)."""
+    from ofer.data import stylegan
+
+    rng = np.random.default_rng(0)
+    directions = rng.standard_normal((2, 512))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    toy = stylegan.StyleDirections(("smile", "blink"), directions, np.array([0.05, 0.05]), np.array([0.3, 0.1]),
+                                   np.array([4.0, 4.0]), np.array([0.5, 0.2]), stylegan.face_generator(1).digest)
+    monkeypatch.setattr(stylegan, "DIRECTIONS_FILE", toy.save(tmp_path / "directions.npz"))
+    return toy
+
+
+def test_expression_pictures_share_one_fitted_identity(toy_directions, tmp_path, default_model):
+    from ofer.data.photo import generate_photo
+    from ofer.data.shards import Manifest, read_npz, shard_name
+    from ofer.fitting import project
+
+    path = tmp_path / "expr"
+    manifest, _ = generate_photo(path, "default", 1, SEED, tiny_config(variants=1, expressions=2), progress=False)
+    assert manifest.num_samples == 2 and Manifest.load(path).stats["faces"] == 1
+    data = read_npz(path / shard_name(0))
+    assert data["picture"].tolist() == [0, 1] and data["identity"].tolist() == [0, 0]
+    assert np.array_equal(data["shape"][0], data["shape"][1]) and not np.array_equal(*data["expression"])
+    assert not data["style_move"][0].any() and np.count_nonzero(data["style_move"][1]) == 1
+    assert not np.array_equal(*data["image"])  # another picture, not only another occluder
+    with torch.no_grad():
+        out = default_model(torch.from_numpy(data["shape"]), torch.from_numpy(data["expression"]))
+    pixels = project(out.landmarks68, torch.from_numpy(data["rotation"]), torch.from_numpy(data["translation"]),
+                     torch.from_numpy(data["intrinsics"])).numpy()
+    assert np.abs(pixels - data["landmarks2d"]).max() < 0.5  # each picture's own pose and expression
+
+
+def test_missing_or_foreign_directions_are_one_line(capsys, tmp_path, monkeypatch):
+    from ofer.data import stylegan
+
+    monkeypatch.setattr(stylegan, "DIRECTIONS_FILE", tmp_path / "none.npz")
+    assert main(["synth", "photo", "--n", "1", "--expressions", "2", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "style directions" in err and not (tmp_path / "x").exists()
+    other = stylegan.StyleDirections(("smile",), np.eye(1, 512), np.ones(1), np.zeros(1), np.ones(1), np.ones(1), "0" * 64)
+    monkeypatch.setattr(stylegan, "DIRECTIONS_FILE", other.save(tmp_path / "other.npz"))
+    assert main(["synth", "photo", "--n", "1", "--expressions", "2", "-o", str(tmp_path / "x")]) == 2
+    assert "other generator weights" in capsys.readouterr().err

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     photo.add_argument("--n", type=int, required=True, help="number of faces")
     photo.add_argument("-o", "--output", required=True, type=Path, help="data folder")
     photo.add_argument("--variants", type=int, default=3, help="occluded copies of each face (one sample each)")
+    photo.add_argument("--expressions", type=int, default=1,
+                       help="pictures per identity: the drawn face and P-1 copies moved along expression "
+                            "directions of the style space, fitted with one shared shape")
     photo.add_argument("--seed", type=int, default=0)
     photo.add_argument("--workers", type=int, default=1, help="processes (one per core)")
     photo.add_argument("--psi", type=float, default=0.7, help="truncation towards the mean face (0..1 typical)")
@@ -89,10 +92,11 @@ def run_photo(args: argparse.Namespace) -> int:
     from ..data.stylegan import weights_folder
     from ..data.synth import parse_mix, synth_encoders
 
-    check_photo_options(args.n, args.seed, args.workers, args.shard_size, args.variants, args.psi)
+    check_photo_options(args.n, args.seed, args.workers, args.shard_size, args.variants, args.psi, args.expressions)
     synth_encoders(args.appearance)
     changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
-    config = PhotoConfig(variants=args.variants, psi=args.psi, store_clean_image=args.clean_images, **changes)
+    config = PhotoConfig(variants=args.variants, expressions=args.expressions, psi=args.psi,
+                         store_clean_image=args.clean_images, **changes)
     weights_folder()  # the install hint comes before the face model loads
     started = time.perf_counter()
     manifest, made = generate_photo(args.output, args.model, args.n, args.seed, config, args.workers,

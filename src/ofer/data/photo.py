@@ -12,6 +12,14 @@ deterministic. Each accepted face gives ``variants`` occluded copies, one record
 engine's occluders and degradation (:func:`ofer.data.sample.occluded_pictures`) and embeddings
 (:func:`ofer.data.sample.embed_records`). Record ``r`` is copy ``r % variants`` of face ``r // variants``.
 
+With ``expressions`` P > 1 a face has P pictures: the drawn style and P - 1 copies moved along one
+of the expression directions of the style space (:class:`ofer.data.stylegan.StyleDirections`:
+smile, jaw open, blink; a random one each, by a uniform move in +-``expression_step`` spreads of the
+styles along it), fitted together with one shared shape (a multi-image fit), so the
+pictures share one identity label. Record ``r`` is copy ``r % variants`` of picture
+``(r // variants) % P`` of face ``r // (P variants)``; extra fields ``picture`` (int8) and
+``style_move`` (D,) (the move along each direction).
+
 Fields beyond the render engine's (see :mod:`ofer.data.synth`):
 
 ==================  ================  =====================================================
@@ -46,7 +54,7 @@ import torch
 from ..config import Config, ConfigError, require, require_int
 from ..errors import OferError
 from ..facemodels import load_face_model
-from ..fitting import FitOptions, LandmarkObservations, fit_landmarks, observe
+from ..fitting import FitOptions, LandmarkObservations, Placement, fit_landmarks, observe
 from ..frontend import FaceLandmarks, get_frontend, ibug68_from_mediapipe, main_face
 from ..render.cameras import FRONTAL_R
 from ..render.renderer import MeshRenderer, make_rasterizer
@@ -54,7 +62,7 @@ from ..render.shading import SHShader
 from .recipe import DEFAULT_MIX, RANGES, _require_number, validate_occlusion_recipe
 from .sample import category_weights, embed_records, occluded_pictures
 from .shards import Manifest, pack_bits, stack_samples
-from .stylegan import PHOTO_EXTRA_HINT, Z_DIM, face_generator, weights_digest, weights_folder
+from .stylegan import PHOTO_EXTRA_HINT, Z_DIM, face_generator, style_directions, weights_digest, weights_folder
 
 PHOTO_VERSION = "ofer-photo/1"
 # Median SCRFD box width / picture width of `ofer synth train` pictures (48 samples of seed 11:
@@ -71,6 +79,8 @@ class PhotoConfig(Config):
     image_size: int = 256
     psi: float = 0.7
     variants: int = 3
+    expressions: int = 1
+    expression_step: float = 4.0  # beyond about 5 spreads, blink adds glasses and age (looked at)
     box_fraction: float = BOX_FRACTION
     box_centre_y: float = BOX_CENTRE_Y
     max_yaw_deg: float = 45.0
@@ -100,6 +110,8 @@ class PhotoConfig(Config):
         require_int(self.image_size, "photo config: image_size", 32, 1024)
         _require_number(self.psi, "psi", 0.0, 2.0)
         require_int(self.variants, "photo config: variants", 1, 100)
+        require_int(self.expressions, "photo config: expressions", 1, 16)
+        _require_number(self.expression_step, "expression_step", 0.0, 10.0)
         _require_number(self.box_fraction, "box_fraction", 0.05, 1.0)
         _require_number(self.box_centre_y, "box_centre_y", 0.0, 1.0)
         _require_number(self.max_yaw_deg, "max_yaw_deg", 0.0, 180.0)
@@ -107,6 +119,11 @@ class PhotoConfig(Config):
         require_int(self.max_attempts, "photo config: max_attempts", 1, 127)
         validate_occlusion_recipe(self)
         self.fit_options()
+
+    @property
+    def records_per_face(self) -> int:
+        """Records of one face: ``expressions`` pictures times ``variants`` occluded copies."""
+        return self.expressions * self.variants
 
     def fit_options(self) -> FitOptions:
         """The landmark fitter's options (a full fit)."""
@@ -185,7 +202,7 @@ def interocular(points: np.ndarray) -> float:
 
 def photo_shard_stats(arrays: dict[str, np.ndarray]) -> dict:
     """Faces, attempts and rejections per reason of a shard's arrays (counted on each face's first copy)."""
-    first = arrays["variant"] == 0
+    first = (arrays["variant"] == 0) & (arrays["picture"] == 0 if "picture" in arrays else True)
     rejected = arrays["rejections"][first].sum(0)
     return {"faces": int(first.sum()), "attempts": int(first.sum() + rejected.sum()),
             "rejected": {reason: int(n) for reason, n in zip(REJECTIONS, rejected)}}
@@ -222,16 +239,40 @@ class PhotoMaker:
         self.front_triangles = self.model.front_mask[self.model.faces].all(1)
         self.fit_options = config.fit_options()
         self.categories, self.category_p = category_weights(config.occluder_mix)
+        self.directions = style_directions(self.generator.digest) if config.expressions > 1 else None
 
     # -- one face ------------------------------------------------------------------------------
-    def photo(self, index: int, seed: int, attempt: int) -> np.ndarray:
-        """The (1024, 1024, 3) uint8 photo of attempt ``attempt`` at face ``index``."""
+    def styles(self, index: int, seed: int, attempt: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """The ``expressions`` (1, 512) styles of attempt ``attempt`` at face ``index`` and their moves
+        (P, D) along the expression directions (row 0, the drawn face, does not move)."""
         z = np.random.default_rng([seed, index, attempt]).standard_normal(Z_DIM).astype(np.float32)
-        return self.generator.image(z, self.config.psi)
+        base = self.generator.truncated_style(z, self.config.psi)
+        count = self.config.expressions
+        if count == 1:
+            return [base], np.zeros((1, 0), np.float32)
+        dirs = self.directions
+        moves = np.zeros((count, len(dirs.names)), np.float32)
+        styles = [base]
+        for picture in range(1, count):
+            rng = np.random.default_rng([seed, index, attempt, 1000 + picture])
+            k = int(rng.integers(len(dirs.names)))
+            move = float(rng.uniform(-1.0, 1.0) * self.config.expression_step * dirs.spread[k])
+            moves[picture, k] = move
+            styles.append((base + move * dirs.directions[k][None]).astype(np.float32))
+        return styles, moves
+
+    def photo(self, index: int, seed: int, attempt: int) -> np.ndarray:
+        """The (1024, 1024, 3) uint8 photo of attempt ``attempt`` at face ``index`` (its first picture)."""
+        return self.generator.image_of_style(self.styles(index, seed, attempt)[0][0])
 
     def label(self, photo: np.ndarray) -> tuple[Optional[LabelledFace], Optional[str]]:
         """(face, None) for an accepted photo, (None, reason) for a rejected one (:data:`REJECTIONS`)."""
-        cfg, size = self.config, self.config.image_size
+        faces, reason = self.label_group([photo])
+        return (None, reason) if faces is None else (faces[0], None)
+
+    def _observe(self, photo: np.ndarray):
+        """(window, landmarks in the crop) of a photo's main face, or (None, reason)."""
+        cfg = self.config
         detections = self.frontend.detect([photo])[0]
         main = main_face(detections, photo.shape)
         if main is None:
@@ -241,75 +282,103 @@ class PhotoMaker:
         if found is None:
             return None, "no_landmarks"
         window = crop_window(box, cfg.box_fraction, cfg.box_centre_y)
-        landmarks = landmarks_in_crop(found, window, size)
-        fit = fit_landmarks(self.model, LandmarkObservations.from_mediapipe([landmarks], (size, size)),
-                            self.fit_options)
-        angles = head_angles(fit.placement.rotation[0].numpy())
-        error = float(fit.reprojection_error[0]) / max(interocular(landmarks.points), 1e-6)
-        if abs(angles[0]) > cfg.max_yaw_deg:
-            return None, "pose"
-        if not error <= cfg.max_fit_error:
-            return None, "fit_error"
-        return self._labelled(crop_photo(photo, window, size), fit, landmarks, angles, error, window), None
+        return (window, landmarks_in_crop(found, window, cfg.image_size)), None
+
+    def label_group(self, photos: list[np.ndarray]) -> tuple[Optional[list[LabelledFace]], Optional[str]]:
+        """(faces, None) for pictures of one identity that are all accepted, else (None, the first reason).
+
+        Several pictures are fitted together with one shared shape (a multi-image fit); each keeps its
+        own expression, pose and camera.
+        """
+        cfg, size = self.config, self.config.image_size
+        seen = []
+        for photo in photos:
+            found, reason = self._observe(photo)
+            if found is None:
+                return None, reason
+            seen.append(found)
+        landmarks = [found[1] for found in seen]
+        fit = fit_landmarks(self.model, LandmarkObservations.from_mediapipe(landmarks, (size, size)),
+                            self.fit_options, shared_shape=len(photos) > 1)
+        checked = []
+        for b, (window, points) in enumerate(seen):
+            angles = head_angles(fit.placement.rotation[b].numpy())
+            error = float(fit.reprojection_error[b]) / max(interocular(points.points), 1e-6)
+            if abs(angles[0]) > cfg.max_yaw_deg:
+                return None, "pose"
+            if not error <= cfg.max_fit_error:
+                return None, "fit_error"
+            checked.append((angles, error))
+        return [self._labelled(crop_photo(photo, window, size), fit, b, points, angles, error, window)
+                for b, (photo, (window, points), (angles, error)) in enumerate(zip(photos, seen, checked))], None
 
     @torch.no_grad()
-    def _labelled(self, crop, fit, landmarks: FaceLandmarks, angles, error: float, window) -> LabelledFace:
+    def _labelled(self, crop, fit, b: int, landmarks: FaceLandmarks, angles, error: float, window) -> LabelledFace:
         model = self.model
         albedo = torch.ones(model.num_vertices, 3)
-        out = self.renderer(fit.vertices, model.faces, fit.placement.cameras(), albedo)
+        place = fit.placement
+        placement = Placement(place.rotation[b : b + 1], place.translation[b : b + 1], place.intrinsics[b : b + 1],
+                              place.projection, place.image_size)
+        out = self.renderer(fit.vertices[b : b + 1], model.faces, placement.cameras(), albedo)
         tri = out.triangle_id[0]
         silhouette = ((tri >= 0) & self.front_triangles[tri.clamp(min=0)]).numpy()
         front = (out.visibility[0] & model.front_mask).numpy()
-        expression, _ = model.split_code(fit.code)
+        expression, _ = model.split_code(fit.code[b : b + 1])
         labels = {
-            "shape": fit.shape[0].numpy().astype(np.float32),
+            "shape": fit.shape[b].numpy().astype(np.float32),
             "expression": expression[0].numpy().astype(np.float32),
             "head_pose": angles.astype(np.float32),
-            "rotation": fit.placement.rotation[0].numpy().astype(np.float32),
-            "translation": fit.placement.translation[0].numpy().astype(np.float32),
-            "intrinsics": fit.placement.intrinsics[0].numpy().astype(np.float32),
-            "landmarks2d": fit.landmarks68[0].numpy().astype(np.float32),
+            "rotation": place.rotation[b].numpy().astype(np.float32),
+            "translation": place.translation[b].numpy().astype(np.float32),
+            "intrinsics": place.intrinsics[b].numpy().astype(np.float32),
+            "landmarks2d": fit.landmarks68[b].numpy().astype(np.float32),
             "silhouette": pack_bits(silhouette),
             "mediapipe478": landmarks.points.astype(np.float32),
             "blendshapes": np.asarray(landmarks.blendshapes, np.float32),
             "fit_error": np.float32(error),
-            "reprojection_px": np.float32(fit.reprojection_error[0]),
+            "reprojection_px": np.float32(fit.reprojection_error[b]),
             "crop_window": np.asarray(window, np.float32),
         }
         if model.jaw_dim:
-            labels["jaw"] = fit.code[0, model.expression_dim :].numpy().astype(np.float32)
+            labels["jaw"] = fit.code[b, model.expression_dim :].numpy().astype(np.float32)
         return LabelledFace(crop, labels, labels["landmarks2d"], silhouette, front, out.screen[0, :, :2].numpy())
 
-    def make_face(self, index: int, seed: int) -> tuple[LabelledFace, int, np.ndarray]:
-        """(face, accepted attempt, rejections per reason (R,) int16) of face ``index``."""
+    def make_face(self, index: int, seed: int) -> tuple[list[LabelledFace], int, np.ndarray, np.ndarray]:
+        """(pictures of face ``index``, accepted attempt, rejections per reason (R,) int16, style moves (P, D))."""
         rejections = np.zeros(len(REJECTIONS), np.int16)
         for attempt in range(self.config.max_attempts):
-            face, reason = self.label(self.photo(index, seed, attempt))
-            if face is not None:
-                return face, attempt, rejections
+            styles, moves = self.styles(index, seed, attempt)
+            faces, reason = self.label_group([self.generator.image_of_style(style) for style in styles])
+            if faces is not None:
+                return faces, attempt, rejections, moves
             rejections[REJECTIONS.index(reason)] += 1
         counts = ", ".join(f"{r} {n}" for r, n in zip(REJECTIONS, rejections) if n)
         raise OferError(f"photo face {index}: no acceptable picture in {self.config.max_attempts} attempts ({counts})")
 
     def make(self, index: int, seed: int) -> list[dict[str, np.ndarray]]:
-        """The ``variants`` raw records of face ``index`` (everything but the embeddings)."""
+        """The ``expressions * variants`` raw records of face ``index`` (everything but the embeddings)."""
         cfg = self.config
-        face, attempt, rejections = self.make_face(index, seed)
+        faces, attempt, rejections, moves = self.make_face(index, seed)
         records = []
-        for variant in range(cfg.variants):
-            rng = np.random.default_rng([seed, index, attempt, 1 + variant])
-            category = self.categories[rng.choice(len(self.categories), p=self.category_p)]
-            record = occluded_pictures(face.crop, face.landmarks2d, face.silhouette, face.front, face.screen,
-                                       category, rng, cfg)
-            record.update(face.labels)
-            record.update(identity=np.int32(index), variant=np.int8(variant), attempt=np.int8(attempt),
-                          rejections=rejections.copy())
-            records.append(record)
+        for picture, face in enumerate(faces):
+            for variant in range(cfg.variants):
+                # picture 0 draws its occluders as a one-picture face does, so expressions=1 keeps the old data
+                key = [seed, index, attempt, 1 + variant] + ([] if picture == 0 else [picture])
+                rng = np.random.default_rng(key)
+                category = self.categories[rng.choice(len(self.categories), p=self.category_p)]
+                record = occluded_pictures(face.crop, face.landmarks2d, face.silhouette, face.front, face.screen,
+                                           category, rng, cfg)
+                record.update(face.labels)
+                record.update(identity=np.int32(index), variant=np.int8(variant), attempt=np.int8(attempt),
+                              rejections=rejections.copy())
+                if cfg.expressions > 1:
+                    record.update(picture=np.int8(picture), style_move=moves[picture])
+                records.append(record)
         return records
 
     def make_shard(self, start: int, count: int, seed: int) -> dict[str, np.ndarray]:
-        """Records ``start .. start+count-1`` (whole faces: both multiples of ``variants``), with embeddings."""
-        k = self.config.variants
+        """Records ``start .. start+count-1`` (whole faces: both multiples of ``records_per_face``), with embeddings."""
+        k = self.config.records_per_face
         if start % k or count % k:
             raise ValueError(f"a photo shard holds whole faces: start {start} and count {count} must be "
                              f"multiples of {k}")
@@ -320,21 +389,22 @@ class PhotoMaker:
 
 def photo_manifest(spec: str, num_faces: int, seed: int, config: PhotoConfig, faces_per_shard: int,
                    encoders: dict) -> Manifest:
-    """The manifest of a photo folder: ``num_faces * variants`` records, ``faces_per_shard`` faces a shard;
+    """The manifest of a photo folder: ``num_faces * records_per_face`` records, ``faces_per_shard`` faces a shard;
     the generator version names the generator's weights (their SHA-256 prefix)."""
     info = load_face_model(spec).info().to_dict()
     version = f"{PHOTO_VERSION}+{weights_digest(weights_folder())[:16]}"
-    k = config.variants
+    k = config.records_per_face
     return Manifest("photo", version, info, seed, num_faces * k, faces_per_shard * k, config.to_dict(), encoders)
 
 
-def check_photo_options(num_faces, seed, workers, faces_per_shard, variants, psi) -> None:
+def check_photo_options(num_faces, seed, workers, faces_per_shard, variants, psi, expressions=1) -> None:
     """Refuse bad numbers before any work starts (one-line ConfigError naming the option)."""
     require_int(num_faces, "--n", 1)
     require_int(seed, "--seed", 0)
     require_int(workers, "--workers", 1)
     require_int(faces_per_shard, "--shard-size", 1)
     require_int(variants, "--variants", 1, 100)
+    require_int(expressions, "--expressions", 1, 16)
     if not (isinstance(psi, (int, float)) and 0.0 <= psi <= 2.0):
         raise ConfigError(f"--psi must be a number in [0, 2], got {psi!r}")
 
@@ -348,9 +418,11 @@ def generate_photo(folder: str | Path, spec: str, num_faces: int, seed: int, con
     """
     from .synth import run_plan, synth_encoders
 
-    check_photo_options(num_faces, seed, workers, faces_per_shard, config.variants, config.psi)
+    check_photo_options(num_faces, seed, workers, faces_per_shard, config.variants, config.psi, config.expressions)
     config.validate()
     weights_folder()
+    if config.expressions > 1:
+        style_directions(weights_digest(weights_folder()))  # one line before any work when they are missing
     encoders = synth_encoders(appearance)
     manifest = photo_manifest(spec, num_faces, seed, config, faces_per_shard, encoders)
     return run_plan(Path(folder), manifest, spec, encoders, workers, progress)

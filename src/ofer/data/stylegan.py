@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -94,12 +96,19 @@ class FaceGenerator:
             self._mean = _cached_mean_style(self)
         return self._mean
 
+    def truncated_style(self, z: np.ndarray, psi: float) -> np.ndarray:
+        """(1, 512) the style of latent ``z`` (512,) pulled towards the mean: ``mean + psi (style - mean)``."""
+        mean = self.mean_style
+        return (mean + np.float32(psi) * (self.style(z) - mean)).astype(np.float32)
+
+    def image_of_style(self, style: np.ndarray) -> np.ndarray:
+        """(1024, 1024, 3) uint8 RGB face photo of a (1, 512) style."""
+        out = np.asarray(self.synthesis(np.asarray(style, np.float32).reshape(1, Z_DIM))[0])[0]  # (3, H, W) in [-1, 1]
+        return np.clip((out.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
     def image(self, z: np.ndarray, psi: float) -> np.ndarray:
         """(1024, 1024, 3) uint8 RGB face photo of latent ``z`` (512,) with truncation ``psi``."""
-        mean = self.mean_style
-        style = mean + np.float32(psi) * (self.style(z) - mean)
-        out = np.asarray(self.synthesis(style.astype(np.float32))[0])[0]  # (3, H, W) in [-1, 1]
-        return np.clip((out.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        return self.image_of_style(self.truncated_style(z, psi))
 
 
 def _cached_mean_style(generator: FaceGenerator) -> np.ndarray:
@@ -117,6 +126,61 @@ def _cached_mean_style(generator: FaceGenerator) -> np.ndarray:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, mean)
     return mean
+
+
+@dataclass(frozen=True)
+class StyleDirections:
+    """Linear read-outs of MediaPipe blendshape scores from the generator's (truncated) style.
+
+    ``score_k(style) ~ intercept_k + gain_k * <direction_k, style>``; moving a style by ``a direction_k``
+    changes the predicted score by ``a gain_k`` (the other read-outs change too: the directions are not
+    orthogonal). Fitted by ``scripts/style_directions.py`` from the blendshapes of a photo folder.
+
+    Attributes:
+        names: (D,) what each direction reads (``smile`` = mean of mouthSmileLeft/Right, ...);
+        directions: (D, 512) unit vectors; gains, intercepts: (D,); spread: (D,) standard deviation of
+        the styles' projection on each direction (the natural size of a move); r2: (D,) held-out R^2;
+        digest: the generator weights' SHA-256 the directions belong to.
+    """
+
+    names: tuple
+    directions: np.ndarray
+    gains: np.ndarray
+    intercepts: np.ndarray
+    spread: np.ndarray
+    r2: np.ndarray
+    digest: str
+
+    def predict(self, style: np.ndarray) -> np.ndarray:
+        """(D,) predicted scores of a (1, 512) style."""
+        return self.intercepts + self.gains * (self.directions @ np.asarray(style, np.float64).reshape(-1))
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, names=np.asarray(self.names), directions=self.directions, gains=self.gains,
+                     intercepts=self.intercepts, spread=self.spread, r2=self.r2, digest=np.asarray(self.digest))
+        return Path(path)
+
+
+DIRECTIONS_FILE = Path(__file__).parent / "stylegan_directions.npz"
+
+
+def style_directions(digest: str, path: Optional[Path] = None) -> StyleDirections:
+    """The shipped expression directions (``path``: default :data:`DIRECTIONS_FILE`); :class:`OferError`
+    (one line) when missing or made for other weights."""
+    path = Path(path or DIRECTIONS_FILE)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            found = StyleDirections(tuple(str(n) for n in data["names"]), data["directions"].astype(np.float64),
+                                    data["gains"].astype(np.float64), data["intercepts"].astype(np.float64),
+                                    data["spread"].astype(np.float64), data["r2"].astype(np.float64),
+                                    str(data["digest"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise OferError(f"{path}: no readable style directions ({exc}); make them with scripts/style_directions.py") from None
+    if found.digest != digest:
+        raise OferError(f"{path}: style directions made for other generator weights "
+                        f"({found.digest[:16]}, installed {digest[:16]})")
+    return found
 
 
 @lru_cache(maxsize=2)

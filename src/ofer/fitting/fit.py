@@ -19,7 +19,8 @@ Loss per image: ``sum_l w_l rho(|pi(x_l) - u_l| / s) / sum_l w_l`` with ``s`` th
 image (RMS distance of the observed points to their centroid), ``rho`` the pseudo-Huber function
 (scale ``robust_scale``), plus ``depth_weight`` times the same on the relative depth, plus
 ``shape_prior * mean(z_shape^2)``, ``expression_prior * mean(code^2)`` and ``focal_prior * log(f/f0)^2``.
-Images are independent: their losses are summed, so a result does not depend on the batch.
+Images are independent: their losses are summed, so a result does not depend on the batch; with
+``shared_shape`` the images are views of one face and share the identity (a multi-image fit).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ class _Problem:
     """The parameters and the objective of one batched fit."""
 
     def __init__(self, model: FaceModel, obs: LandmarkObservations, options: FitOptions,
-                 shape: Optional[torch.Tensor], code: Optional[torch.Tensor]):
+                 shape: Optional[torch.Tensor], code: Optional[torch.Tensor], shared_shape: bool = False):
         self.model, self.options = model, options
         self.scheme = obs.scheme
         self.embedding = scheme_embedding(model, obs.scheme)
@@ -215,7 +216,9 @@ class _Problem:
         self.base_code = torch.zeros(batch, model.code_dim) if code is None else code.detach().float().cpu()
         self.shape_std = getattr(model, "shape_std", torch.ones(model.shape_dim)).detach().float().cpu()
         self.shape_std = torch.where(self.shape_std > 0, self.shape_std, torch.ones_like(self.shape_std))
-        self.z_shape = (self.base_shape / self.shape_std).clone().requires_grad_(True)
+        self.batch = batch
+        start = self.base_shape.mean(0, keepdim=True) if shared_shape else self.base_shape
+        self.z_shape = (start / self.shape_std).clone().requires_grad_(True)  # (B or 1, S)
         self.code = self.base_code.clone().requires_grad_(True)
         self.fixed_points = None
         self.frozen_points = None  # the points while only the camera moves
@@ -226,6 +229,10 @@ class _Problem:
         self._start()
 
     # -- model --------------------------------------------------------------------------
+    def shape(self) -> torch.Tensor:
+        """(B, S) the current identity coefficients (one row repeated for a shared shape)."""
+        return (self.z_shape * self.shape_std).expand(self.batch, -1)
+
     def surface_points(self, shape: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         expression, pose = self.model.split_code(code)
         points = self.model.surface_points(shape, expression, pose, *self.embedding).float().cpu()
@@ -234,14 +241,14 @@ class _Problem:
     def mesh(self) -> torch.Tensor:
         """(B, V, 3) the current model-frame mesh."""
         expression, pose = self.model.split_code(self.code)
-        return self.model(self.z_shape * self.shape_std, expression, pose).vertices.float().cpu()
+        return self.model(self.shape(), expression, pose).vertices.float().cpu()
 
     def current_points(self) -> torch.Tensor:
         if self.fixed_points is not None:
             return self.fixed_points
         if self.frozen_points is not None:
             return self.frozen_points
-        return self.surface_points(self.z_shape * self.shape_std, self.code)
+        return self.surface_points(self.shape(), self.code)
 
     # -- camera -------------------------------------------------------------------------
     def _start(self) -> None:
@@ -320,7 +327,7 @@ class _Problem:
         if self.photometric is not None:
             loss = loss + opts.photometric_weight * self.photometric.loss(self.mesh(), placement)
         if self.fixed_points is None:
-            loss = loss + opts.shape_prior * (self.z_shape**2).mean(1) * 1e-2
+            loss = loss + opts.shape_prior * (self.z_shape**2).mean(1).expand(self.batch) * 1e-2
             loss = loss + opts.expression_prior * (self.code**2).mean(1) * 1e-2
         return loss, residual
 
@@ -351,7 +358,7 @@ class _Problem:
 
 def fit_landmarks(model: FaceModel, observations: LandmarkObservations, options: Optional[FitOptions] = None,
                   shape: Optional[torch.Tensor] = None, code: Optional[torch.Tensor] = None,
-                  images=None, image_masks=None) -> FitResult:
+                  images=None, image_masks=None, shared_shape: bool = False) -> FitResult:
     """Fit ``model`` to B images' landmarks (see the module docstring).
 
     Args:
@@ -364,6 +371,8 @@ def fit_landmarks(model: FaceModel, observations: LandmarkObservations, options:
         images: (B, H, W, 3) the pictures (uint8 or float in [0, 1]), for ``photometric_steps > 0``.
         image_masks: (B, H, W) bool, the pixels the photometric term may compare (``None``: all;
             pass the complement of a known occluder mask).
+        shared_shape: the B images show one face (a multi-image fit): one identity for all of them
+            (started from the mean of ``shape``), expression, pose and camera per image.
     Returns:
         :class:`FitResult`.
     """
@@ -376,7 +385,7 @@ def fit_landmarks(model: FaceModel, observations: LandmarkObservations, options:
     if photometric and images is None:
         raise ValueError("photometric_steps > 0 needs the pictures (images=)")
     with torch.enable_grad():
-        problem = _Problem(model, observations, options, shape, code)
+        problem = _Problem(model, observations, options, shape, code, shared_shape)
         camera = [problem.omega, problem.shift] + ([] if options.fixed_focal else [problem.log_focal])
         problem.run(camera, options.rigid_steps, options.lr)
         if options.mode == "full":  # expression first (shape at its start), then shape joins
@@ -399,7 +408,7 @@ def _result(problem: _Problem) -> FitResult:
     model = problem.model
     problem.frozen_points = None
     loss, residual = problem.losses()
-    shape = (problem.z_shape * problem.shape_std).detach()
+    shape = problem.shape().detach().clone()
     code = problem.code.detach().clone()
     if problem.fixed_points is not None:
         shape, code = problem.base_shape, problem.base_code
