@@ -24,19 +24,10 @@ import torch
 
 from ofer.data.photo import PhotoConfig, PhotoMaker, generate_photo
 from ofer.data.shards import ShardDataset
-from ofer.data.stylegan import face_generator, style_directions
+from ofer.data.stylegan import face_generator, readout_score, style_directions
 from ofer.evaluation.photo_metrics import identity_change
 from ofer.fitting import LandmarkObservations, fit_landmarks
 from ofer.frontend import get_frontend
-from ofer.frontend.landmarker import BLENDSHAPE_NAMES
-
-READ = {"smile": ("mouthSmileLeft", "mouthSmileRight"), "jawOpen": ("jawOpen",),
-        "blink": ("eyeBlinkLeft", "eyeBlinkRight")}
-
-
-def read_out(blendshapes: np.ndarray, name: str) -> float:
-    return float(np.mean([blendshapes[BLENDSHAPE_NAMES.index(p)] for p in READ[name]]))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,8 +45,8 @@ def main() -> None:
     data = ShardDataset(args.out).arrays(["image_clean", "identity", "picture", "style_move", "shape",
                                           "mediapipe478", "blendshapes"])
     faces, pictures = data["identity"], data["picture"]
-    names = style_directions(face_generator(1).digest).names
-    gains = style_directions(face_generator(1).digest).gains
+    directions = style_directions(face_generator(1).digest)
+    names, gains = directions.names, directions.gains
 
     frontend = get_frontend()
     found = frontend.main_faces(list(data["image_clean"]))
@@ -76,8 +67,8 @@ def main() -> None:
         rows = [r for r in range(len(faces)) if pictures[r] > 0 and data["style_move"][r, k] != 0]
         if not rows:
             continue
-        seen = np.array([read_out(data["blendshapes"][r], name) - read_out(data["blendshapes"][base[int(faces[r])]], name)
-                         for r in rows])
+        moved = np.array([base[int(faces[r])] for r in rows])
+        seen = readout_score(data["blendshapes"][rows], name) - readout_score(data["blendshapes"][moved], name)
         said = np.array([data["style_move"][r, k] * gains[k] for r in rows])
         r = np.corrcoef(seen, said)[0, 1] if len(rows) > 2 else float("nan")
         print(f"{name:8s} {len(rows):3d} moved pictures: MediaPipe change mean |{np.abs(seen).mean():.3f}|, "

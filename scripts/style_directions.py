@@ -17,14 +17,8 @@ import numpy as np
 
 from ofer.data.shards import Manifest, read_npz
 from ofer.errors import InputError
-from ofer.data.stylegan import DIRECTIONS_FILE, Z_DIM, StyleDirections, face_generator
-from ofer.frontend.landmarker import BLENDSHAPE_NAMES
+from ofer.data.stylegan import DIRECTIONS_FILE, READOUTS, Z_DIM, StyleDirections, face_generator, readout_score
 
-READOUTS = {  # name -> the blendshapes averaged
-    "smile": ("mouthSmileLeft", "mouthSmileRight"),
-    "jawOpen": ("jawOpen",),
-    "blink": ("eyeBlinkLeft", "eyeBlinkRight"),
-}  # browInnerUp (R^2 0.2) changed the ethnicity of the faces looked at: left out
 RIDGES = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -62,8 +56,8 @@ def fit(styles: np.ndarray, scores: np.ndarray, digest: str, seed: int = 0) -> S
     order = np.random.default_rng(seed).permutation(len(styles))
     held, train = order[: len(order) // 5], order[len(order) // 5:]
     names, directions, gains, intercepts, spread, r2s = [], [], [], [], [], []
-    for name, parts in READOUTS.items():
-        y = scores[:, [BLENDSHAPE_NAMES.index(p) for p in parts]].mean(1)
+    for name in READOUTS:
+        y = readout_score(scores, name)
         best = None
         for lam in RIDGES:
             w, b = ridge(styles[train], y[train], lam)
