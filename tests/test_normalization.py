@@ -108,3 +108,11 @@ def test_normalizers_move_to_a_device():
     norm = ConditionNormalizer.fit(_renders(50), identity_dim=16, num_directions=1).to("meta")
     assert norm.directions.device.type == "meta" and norm.norm.mean.device.type == "meta"
     assert norm(torch.empty(3, 16, device="meta")).device.type == "meta"
+
+
+def test_a_run_without_projection_keeps_its_identity_dim():
+    norm = ConditionNormalizer.fit(_renders(50), identity_dim=16, num_directions=0)
+    loaded = ConditionNormalizer.from_dict(norm.to_dict(), "r")
+    assert loaded.identity_dim == 16 and loaded.directions.shape == (0, 16)
+    cond = _renders(5)
+    assert torch.equal(loaded(cond), norm(cond))

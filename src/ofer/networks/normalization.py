@@ -139,8 +139,12 @@ class ConditionNormalizer:
     def from_dict(cls, data: dict, where) -> "ConditionNormalizer":
         norm = Normalizer.from_dict(data, "cond", where)
         directions: Optional[list] = data.get("cond_domain_directions")
-        if not directions:  # runs saved before the projection existed
-            return cls(norm, torch.zeros(0, len(norm.mean)), 0)
+        if not directions:  # no projection (--domain-directions 0), or runs saved before it existed
+            identity_dim = data.get("cond_identity_dim", 0)
+            if not isinstance(identity_dim, int) or isinstance(identity_dim, bool) or not 0 <= identity_dim <= len(norm.mean):
+                raise CheckpointError(f"{where}: cond_identity_dim must be an integer in [0, {len(norm.mean)}], "
+                                      f"got {identity_dim!r}")
+            return cls(norm, torch.zeros(0, identity_dim or len(norm.mean)), identity_dim)
         directions_t = _tensor(directions, "cond_domain_directions", where, ndim=2)
         identity_dim = data.get("cond_identity_dim", directions_t.shape[1])
         if not isinstance(identity_dim, int) or isinstance(identity_dim, bool):
