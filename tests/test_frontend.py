@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -104,7 +105,11 @@ def test_load_32bit_png_matches_its_jpeg():
 
 def test_load_image_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("not a picture\n")
-    cases = {tmp_path / "missing.jpg": "file not found", tmp_path / "notes.txt": "not an image", tmp_path: "folder"}
+    os.mkfifo(tmp_path / "fifo.png")  # opening it would wait for a writer forever
+    (tmp_path / "loop_a.png").symlink_to(tmp_path / "loop_b.png")
+    (tmp_path / "loop_b.png").symlink_to(tmp_path / "loop_a.png")
+    cases = {tmp_path / "missing.jpg": "file not found", tmp_path / "notes.txt": "not an image", tmp_path: "folder",
+             tmp_path / "fifo.png": "not a regular file", tmp_path / "loop_a.png": "symbolic links"}
     for path, words in cases.items():
         with pytest.raises(InputError) as info:
             load_image(path)

@@ -66,6 +66,17 @@ def test_a_killed_run_leaves_a_manifest_that_refuses_other_settings(tmp_path, mo
         generate(tmp_path / "d", "default", 4, 5, tiny_config(), shard_size=2, progress=False)
 
 
+def test_shards_without_a_manifest_are_not_adopted(train_folder, tmp_path):
+    import shutil
+
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    shutil.copy(train_folder / shard_name(0), orphan / shard_name(0))
+    with pytest.raises(OferError, match="holds shards but no manifest.json"):
+        generate(orphan, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
+    assert sorted(p.name for p in orphan.iterdir()) == [shard_name(0)]
+
+
 def test_dataset_and_manifest(train_folder, default_model):
     manifest = Manifest.load(train_folder)
     assert manifest.encoders == synth_encoders(None)

@@ -8,6 +8,7 @@ component of their own, so that directions fitted on all samples differ from the
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from ofer import training
 from ofer.cli.main import build_parser, main
 from ofer.data.shards import Manifest, ShardRecord, arrays_checksum, shard_name, write_npz
 from ofer.errors import CheckpointError, InputError, OferError
+from ofer.frontend.landmarker import BLENDSHAPE_NAMES
 from ofer.networks.normalization import ConditionNormalizer, domain_directions
 from ofer.runs import load_checkpoint
 from ofer.training.common import TrainingData
@@ -43,7 +45,8 @@ def make_fake_photo_data(folder, model, n=32, seed=7, shard_size=16):
         arrays = {"shape": prior.shape[s:s + c].numpy(), "expression": prior.expression[s:s + c].numpy(),
                   "arcface": arc[s:s + c].numpy(), "appearance": app[s:s + c].numpy(),
                   "identity": (torch.arange(s, s + c, dtype=torch.int32) // 2).numpy(),
-                  "fit_error": torch.rand(c, generator=g).numpy()}
+                  "fit_error": torch.rand(c, generator=g).numpy(),
+                  "blendshapes": torch.rand(c, 52, generator=g).numpy()}
         write_npz(folder / shard_name(i), arrays)
         manifest.shards.append(ShardRecord(shard_name(i), s, c, arrays_checksum(arrays)))
     manifest.save(folder)
@@ -80,6 +83,38 @@ def test_mixed_idgen_and_expgen_train_and_record_every_folder(renders, photos, t
         assert [f["checksum"] for f in data["folders"]] == [Manifest.load(f).dataset_checksum()
                                                            for f in (renders, photos)]
         assert "weight" not in data["folders"][0]
+
+
+def test_photo_expression_mediapipe_takes_the_blendshape_scores_of_photo_rows_by_name(renders, photos, tmp_path):
+    data = TrainingData.open([renders, photos]).read(["expression"])
+    fit = data.columns["expression"]
+    mixed = data.photo_blendshape_expressions(fit)
+    scores = torch.from_numpy(TrainingData.open([photos]).parts[0].dataset.arrays(["blendshapes"])["blendshapes"])
+    names = data.face_model.expression_names
+    smile, tongue = names.index("mouthSmileLeft"), names.index("tongueOut")
+    assert torch.equal(mixed[:64], fit[:64])  # render rows keep their exact labels
+    assert torch.equal(mixed[64:, smile], scores[:, BLENDSHAPE_NAMES.index("mouthSmileLeft")])
+    assert torch.equal(mixed[64:, tongue], fit[64:, tongue])  # MediaPipe has no tongueOut
+    training.train("expgen", data=[renders, photos], run=tmp_path, photo_expression="mediapipe", **SMALL)
+    assert load_checkpoint(tmp_path / "expgen", "expgen").config.training["photo_expression"] == "mediapipe"
+
+
+def test_photo_expression_mediapipe_needs_blendshapes_and_arkit_names(renders, tmp_path, default_model):
+    bare = make_fake_photo_data(tmp_path / "bare", default_model)
+    for shard in bare.glob("*.npz"):
+        arrays = dict(np.load(shard))
+        del arrays["blendshapes"]
+        write_npz(shard, arrays)
+    data = TrainingData.open([renders, bare])
+    with pytest.raises(InputError, match="no MediaPipe blendshapes for --photo-expression mediapipe"):
+        data.photo_blendshape_expressions(torch.zeros(data.num_samples, default_model.expression_dim))
+    arkit = list(data.face_model.expression_names)
+    data.face_model.expression_names = [f"expr{i:03d}" for i in range(default_model.expression_dim)]
+    try:
+        with pytest.raises(InputError, match="needs a face model with ARKit-named expressions"):
+            data.photo_blendshape_expressions(torch.zeros(data.num_samples, default_model.expression_dim))
+    finally:
+        data.face_model.expression_names = arkit
 
 
 def test_weighted_mix_of_idrank_and_regressor(renders, photos, tmp_path):

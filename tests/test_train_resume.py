@@ -123,3 +123,22 @@ def test_existing_run_without_resume_is_refused_before_reading_data(small_data, 
     run = run_folder(tmp_path_factory, small_data, epochs=1)
     with pytest.raises(OferError, match="a run already exists; pass --resume"):
         training.train("idgen", data=tmp_path_factory.mktemp("nodata"), run=run, epochs=2, **SMALL)
+
+
+def test_resume_drops_a_torn_last_log_line(small_data, tmp_path_factory):
+    run = run_folder(tmp_path_factory, small_data)
+    log = run / "idgen" / "log.jsonl"
+    with open(log, "a") as handle:
+        handle.write('{"epoch": 3, "loss": 0.')  # a kill or a full disk during the append
+    training.train("idgen", data=small_data, run=run, epochs=3, resume=True, **SMALL)
+    assert [r["epoch"] for r in rows(run / "idgen")] == [1, 2, 3]
+
+
+def test_an_unreadable_log_line_before_the_last_is_one_line(small_data, tmp_path_factory, capsys):
+    run = run_folder(tmp_path_factory, small_data)
+    log = run / "idgen" / "log.jsonl"
+    log.write_text("garbage\n" + log.read_text())
+    code = main(["train", "idgen", "--data", str(small_data), "-o", str(run), "--epochs", "3", "--resume",
+                 "--widths", "32", "16", "--batch", "32", "--lr", "2e-3", "--seed", "1", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "line 1 is not a log row" in err

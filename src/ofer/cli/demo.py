@@ -28,13 +28,12 @@ def demo_image() -> "np.ndarray":
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
+    from ..io.atomic import save_picture
     from . import reconstruct
 
     args.output.mkdir(parents=True, exist_ok=True)
     example = args.output / "demo_input.png"
-    Image.fromarray(demo_image()).save(example)
+    save_picture(example, demo_image())
     print(f"built-in example: {example}")
     forwarded = argparse.Namespace(
         images=[example, *args.images], output=args.output, checkpoints=args.checkpoints, model=None,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import OferError
+from ..io.atomic import save_picture
 
 # Framing of the grid tiles: this many metres fill a tile's height (the whole head, neck included).
 TILE_FIELD_M = 0.27
@@ -91,14 +92,12 @@ def tile(images: torch.Tensor, columns: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     path = Path(args.output)
     if not path.parent.is_dir():
         raise OferError(f"render: output folder {path.parent} does not exist")
     images = render_heads(args.model, args.seed, args.count, args.size, args.backend)
     try:
-        Image.fromarray(tile(images, columns=min(args.count, 4))).save(path)
+        save_picture(path, tile(images, columns=min(args.count, 4)))
     except (OSError, ValueError) as exc:
         raise OferError(f"render: cannot write {path}: {exc}") from None
     print(f"wrote {path} ({args.count} heads, {args.size} px tiles)")

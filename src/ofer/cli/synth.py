@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import require_int
 from ..errors import OferError
+from ..io.atomic import save_picture
 
 APPEARANCE_HELP = ("appearance encoder, a registered name or alias such as dinov2 "
                    "(default: the front end's default, mediapipe-blendshapes-landmarks)")
@@ -134,7 +135,7 @@ def run_preview(args: argparse.Namespace) -> int:
         raise OferError(f"cannot write {args.output}: unknown picture type (use e.g. .png or .jpg)")
     sheet = contact_sheet(args.data, args.count, args.columns)
     try:
-        sheet.save(args.output)
+        save_picture(args.output, sheet)
     except (OSError, ValueError) as exc:
         raise OferError(f"cannot write {args.output}: {exc}") from None
     print(f"wrote {args.output}")

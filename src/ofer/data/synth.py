@@ -164,6 +164,8 @@ def _plan(folder: Path, manifest: Manifest) -> tuple[dict[int, ShardRecord], lis
     if (folder / MANIFEST).is_file() and not Manifest.load(folder).same_recipe(manifest):
         raise InputError(f"{folder} holds other data (different settings, seed, size, face model or encoders); "
                          "choose another folder")
+    if not (folder / MANIFEST).is_file() and folder.is_dir() and any(folder.glob("shard_*.npz")):
+        raise InputError(f"{folder} holds shards but no {MANIFEST} naming their recipe; choose another folder")
     records, jobs = {}, []
     for index in range(manifest.num_shards):
         start, count = manifest.shard_range(index)

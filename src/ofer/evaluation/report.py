@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.shards import ShardDataset
 from ..facemodels import FaceModel
-from ..io.atomic import atomic_path, write_json, write_text
+from ..io.atomic import atomic_path, save_picture, write_json, write_text
 from ..methods.outputs import render_views
 from .protocol import TAU_MM
 
@@ -101,11 +101,6 @@ def write_report(out: Path, results: dict[str, dict], per_image: dict[str, dict]
     plot_worst(out / "worst.png", model, per_image[first], settings["data"])
 
 
-def _save_picture(path: Path, picture) -> None:
-    with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")
-
-
 def plot_vertex_error(path: Path, model: FaceModel, error_mm: np.ndarray) -> None:
     """Mean per-vertex identity error rendered on the mean face (front and side), with a scale."""
     import matplotlib
@@ -123,7 +118,7 @@ def plot_vertex_error(path: Path, model: FaceModel, error_mm: np.ndarray) -> Non
     picture = Image.fromarray(np.concatenate([views["front"][0], views["side"][0]], 1))
     caption = f"mean identity error per vertex: 0 (purple) .. {top:.2f} mm (yellow)"
     ImageDraw.Draw(picture).text((4, 3), caption, fill=(0, 0, 0))
-    _save_picture(path, picture)
+    save_picture(path, picture)
 
 
 def plot_worst(path: Path, model: FaceModel, rows: dict, data_folder: str, count: int = 6) -> None:
@@ -139,7 +134,7 @@ def plot_worst(path: Path, model: FaceModel, rows: dict, data_folder: str, count
         tile = Image.fromarray(np.concatenate([np.asarray(picture), render], 0))
         ImageDraw.Draw(tile).text((4, 3), f"#{i} CSE {rows['cse_vis'][i]:.2f} mm", fill=(255, 255, 0))
         tiles.append(np.asarray(tile))
-    _save_picture(path, Image.fromarray(np.concatenate(tiles, 1)))
+    save_picture(path, Image.fromarray(np.concatenate(tiles, 1)))
 
 
 def plot_cdf(path: Path, per_image: dict[str, dict]) -> None:

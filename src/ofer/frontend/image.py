@@ -6,12 +6,13 @@ Rules:
   images by 255/65535 when they fit in 16 bits (PNG 16-bit greyscale opens as 32-bit in Pillow), else
   by their maximum; float images in [0, 1] are multiplied by 255;
 - transparency (alpha channel, palette or greyscale transparency) is composited over **white**;
-- a missing path, a folder, or a file that is not a readable image raises
+- a missing path, a folder, a special file (FIFO, device), a symlink loop, or a file that is not a readable image raises
   :class:`ofer.errors.InputError` with a one-line message that starts with the path.
 """
 
 from __future__ import annotations
 
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,10 +33,16 @@ def load_image(path: str | Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission on a parent
+        raise InputError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(mode):
         raise InputError(f"{path}: is a folder, not an image")
+    if not stat.S_ISREG(mode):  # opening a FIFO waits for a writer forever
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device), not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -58,6 +58,26 @@ def save_npz(path: str | Path, compressed: bool = False, **arrays) -> Path:
     return Path(path)
 
 
+def save_picture(path: str | Path, picture) -> Path:
+    """A PIL image or an (H, W[, C]) uint8 array to ``path`` atomically, in the format its suffix names."""
+    from PIL import Image
+
+    if not isinstance(picture, Image.Image):
+        picture = Image.fromarray(picture)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format=fmt)
+    return Path(path)
+
+
+def save_figure(path: str | Path, figure, **savefig_kw) -> Path:
+    """A matplotlib figure to ``path`` atomically (``savefig_kw`` go to ``savefig``; format from the suffix)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, **savefig_kw)
+    return Path(path)
+
+
 def torch_save(payload, path: str | Path) -> Path:
     import torch
 

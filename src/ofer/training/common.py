@@ -15,6 +15,7 @@ import torch
 from ..data.shards import Manifest, ShardDataset
 from ..errors import InputError
 from ..facemodels import FaceModel, load_face_model_from_record
+from ..frontend.landmarker import BLENDSHAPE_NAMES
 from ..networks.normalization import ConditionNormalizer, Normalizer, domain_directions
 from ..runs import FACE_MODEL_KEYS, RunConfig
 from .loop import EpochMix
@@ -24,6 +25,7 @@ from .options import TrainOptions
 # Manifest kinds whose samples are renders with exact labels (``ofer synth train`` / ``protocol``):
 # the render-domain directions of the ArcFace embedding are fitted on these samples only.
 RENDER_KINDS = ("train", "protocol")
+PHOTO_EXPRESSIONS = ("fit", "mediapipe")  # the expression targets ExpGen can take from photo-domain folders
 
 
 @dataclass
@@ -183,6 +185,33 @@ class TrainingData:
                 raise InputError(f"--data: field {f!r} has shapes {sorted(shapes)} in different folders")
             self.columns[f] = torch.from_numpy(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
         return self
+
+    def photo_blendshape_expressions(self, expression: torch.Tensor) -> torch.Tensor:
+        """(N, E) expressions with the rows of photo-domain folders replaced by MediaPipe's blendshape
+        scores of their clean picture (stored ``blendshapes``), name by name; the face model's names
+        MediaPipe lacks (the built-in head's ``tongueOut``) and render rows keep ``expression``.
+
+        MediaPipe scores ARKit blendshapes, so this needs a face model with ARKit-named expressions.
+        """
+        names = list(self.face_model.expression_names)
+        pairs = [(i, BLENDSHAPE_NAMES.index(n)) for i, n in enumerate(names) if n in BLENDSHAPE_NAMES]
+        if not pairs:
+            raise InputError(f"--photo-expression mediapipe needs a face model with ARKit-named expressions "
+                             f"(the built-in head); {self.face_model.name!r} names them {names[0]!r}, ...")
+        ours, theirs = (torch.tensor(list(c)) for c in zip(*pairs))
+        out, start = expression.clone(), 0
+        for part in self.parts:
+            stop = start + part.num_samples
+            if part.manifest.kind not in RENDER_KINDS:
+                try:
+                    scores = torch.from_numpy(np.asarray(part.dataset.arrays(["blendshapes"])["blendshapes"],
+                                                         dtype=np.float32))
+                except KeyError:
+                    raise InputError(f"{part.path}: the data (kind {part.manifest.kind!r}) have no MediaPipe "
+                                     f"blendshapes for --photo-expression mediapipe") from None
+                out[start:stop, ours] = scores[:, theirs]
+            start = stop
+        return out
 
     def encoders(self, roles: tuple[str, ...]) -> dict:
         """The manifest's record of the encoders of ``roles`` (``{role: {"name", "dim"}}``)."""

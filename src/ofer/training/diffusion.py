@@ -19,7 +19,7 @@ from ..diffusion import DDPMScheduler, DDPMSchedulerConfig
 from ..errors import InputError
 from ..networks import Denoiser, DenoiserConfig
 from ..networks.normalization import Normalizer
-from .common import TrainingData, adamw, run_config
+from .common import PHOTO_EXPRESSIONS, TrainingData, adamw, run_config
 from .loop import run_epochs
 from .options import TrainOptions, option, require_widths
 from .registry import register
@@ -71,12 +71,23 @@ class ExpGenOptions(DiffusionOptions):
     help: ClassVar[str] = "train ExpGen: expression code | ArcFace || appearance (diffusion)"
     PAPER_WIDTHS: ClassVar[tuple[int, ...]] = (25, 10)
 
+    photo_expression: str = option(
+        "--photo-expression", default="fit", choices=PHOTO_EXPRESSIONS,
+        help="expression targets of photo-domain folders: the landmark fit's pseudo-label (fit, default) or "
+             "MediaPipe's blendshape scores of the clean picture (mediapipe; ARKit-named face models)")
+
+    def validate(self) -> None:
+        super().validate()
+        require_choice(self.photo_expression, "--photo-expression", PHOTO_EXPRESSIONS)
+
 
 def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """The data, target (N, D), condition (N, C) and encoder roles of IdGen or ExpGen.
 
     ExpGen's target is the face model's code ``[expression | jaw]`` (D = ``code_dim``), the layout
-    that ``split_code`` reads back at inference (the data store the code's jaw part as ``jaw``).
+    that ``split_code`` reads back at inference (the data store the code's jaw part as ``jaw``);
+    with ``--photo-expression mediapipe`` the expression of photo-domain rows is MediaPipe's score
+    (:meth:`TrainingData.photo_blendshape_expressions`).
     """
     data = TrainingData.from_options(options)
     if options.network == "idgen":
@@ -84,6 +95,8 @@ def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tenso
         return data, columns["shape"], columns["arcface"], ("identity",)
     model = data.face_model
     columns = data.read([*code_fields(model.jaw_dim), "arcface", "appearance"]).columns
+    if options.photo_expression == "mediapipe":
+        columns["expression"] = data.photo_blendshape_expressions(columns["expression"])
     target = stored_code(columns, model.jaw_dim)
     if target.shape[1] != model.code_dim:
         raise InputError(f"{' '.join(map(str, data.folders))}: expression codes have {target.shape[1]} dims, "

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError
+from ..io.atomic import save_figure, write_text
 from ..runs import Checkpoint, RunConfig, load_weights, save_checkpoint
 from .options import TrainOptions
 from .resume import announce, applied_changes, check_resumable, set_optimizer_options
@@ -94,10 +95,24 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int,
 
 
 def read_log(folder: Path) -> list[dict]:
+    """The rows of ``folder``'s log; a torn last line (a kill or a full disk during the append) is
+    dropped, any other unreadable line is a :class:`CheckpointError`."""
     path = folder / LOG_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "epoch" not in row:
+            if number == len(lines):
+                break
+            raise CheckpointError(f"{path}: line {number} is not a log row; remove the file to start its log afresh")
+        rows.append(row)
+    return rows
 
 
 def plot_loss_curve(folder: Path, title: str) -> None:
@@ -117,7 +132,7 @@ def plot_loss_curve(folder: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / CURVE_FILE)
+    save_figure(folder / CURVE_FILE, fig)
     plt.close(fig)
 
 
@@ -151,7 +166,7 @@ def _start(folder: Path, config: RunConfig, model, optimizer, generator, options
     changes = applied_changes(checkpoint, config)
     set_optimizer_options(optimizer, options)  # load_state_dict brought back the old lr
     log = [r for r in read_log(folder) if r["epoch"] <= start_epoch]
-    (folder / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in log))
+    write_text(folder / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log))
     if changes and start_epoch < options.epochs:
         print(announce(options, changes, start_epoch), file=sys.stderr)
     return start_epoch, changes
