@@ -29,9 +29,10 @@ def demo_image() -> "np.ndarray":
 
 def run(args: argparse.Namespace) -> int:
     from ..io.atomic import save_picture
+    from .outputs import output_folder
     from . import reconstruct
 
-    args.output.mkdir(parents=True, exist_ok=True)
+    output_folder(args.output).mkdir(parents=True, exist_ok=True)
     example = args.output / "demo_input.png"
     save_picture(example, demo_image())
     print(f"built-in example: {example}")

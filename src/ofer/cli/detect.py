@@ -13,6 +13,7 @@ import sys
 from ..errors import InputError
 from ..frontend import FaceDetector, load_image, main_face
 from ..io.atomic import write_text
+from .outputs import output_file
 
 CHUNK = 8  # images read and detected together
 
@@ -30,6 +31,8 @@ def _fmt_point(point) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    if args.json:
+        output_file(args.json, "--json")
     detector = FaceDetector(score_threshold=args.threshold)
     records, failed = [], 0
     for start in range(0, len(args.images), CHUNK):

@@ -28,6 +28,7 @@ from ..frontend import (
     load_image,
 )
 from ..io.atomic import save_npz
+from .outputs import output_file
 
 CHUNK = 16  # images read and detected together
 
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    output = Path(args.output)
+    output = output_file(args.output)
     if output.suffix != ".npz":
         output = output.with_name(output.name + ".npz")
     frontend = get_frontend({"appearance": {"name": args.appearance}})

@@ -20,6 +20,7 @@ from ..config import require_int
 from ..devices import resolve_device
 from ..errors import OferError
 from ..io.atomic import write_json
+from .outputs import output_file, output_folder
 
 # the methods evaluated when no --method is given
 DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior"), "photos": ("ofer", "fit"),
@@ -227,6 +228,7 @@ def run_co545(args: argparse.Namespace) -> int:
     from ..evaluation.ranking import ranking_table
     from ..evaluation.report import markdown_table, write_report
 
+    output_folder(args.output)
     protocol, methods, settings, model = _prepare(args, "co545")
     per_image, reference = _evaluate_all(args, protocol, methods, settings, model, args.output / "cache")
     results = {label: summarise(rows) for label, rows in per_image.items()}
@@ -265,6 +267,8 @@ def _print_ranking(label: str, rows: dict) -> None:
 def run_rank(args: argparse.Namespace) -> int:
     from ..evaluation.protocol import ranks
 
+    if args.output:
+        output_folder(args.output)
     protocol, methods, settings, model = _prepare(args, "rank")
     with tempfile.TemporaryDirectory(prefix="ofer-rank-") as scratch:
         cache = (args.output or Path(scratch)) / "cache"
@@ -327,8 +331,7 @@ def run_photos(args: argparse.Namespace) -> int:
     settings = ReconstructionSettings(shapes=args.shapes, expressions=args.expressions, sampler=args.sampler,
                                       steps=args.steps, seed=args.seed)
     persons = read_manifest(args.manifest) if args.manifest is not None else None
-    if args.output.exists() and not args.output.is_dir():
-        raise OferError(f"-o {args.output}: exists and is not a folder")
+    output_folder(args.output)
     methods = _photo_methods(args, settings)
     figure = PhotoFigure(photos=not args.no_photos)
 
@@ -357,8 +360,7 @@ def run_photodata(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     device = resolve_device(args.device)
-    if args.output.exists() and not args.output.is_dir():
-        raise OferError(f"-o {args.output}: exists and is not a folder")
+    output_folder(args.output)
     classes = [registry.get(name) for name in dict.fromkeys(args.method or DEFAULT_METHODS["photodata"])]
     for cls in classes:
         if not cls.produces_meshes:
@@ -409,6 +411,9 @@ def _row(name: str, count: int, stats: dict) -> str:
 def run_now(args: argparse.Namespace) -> int:
     from ..evaluation.now import evaluate_now, save_now_heatmap
 
+    for path, flag in ((args.json, "--json"), (args.heatmap, "--heatmap")):
+        if path:
+            output_file(path, flag)
     report = evaluate_now(
         args.pred, args.gt, metrical=args.metrical, pred_units=args.units, gt_units=args.gt_units, progress=None
     )

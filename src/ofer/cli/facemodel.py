@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from .outputs import output_file
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("facemodel", help="face-model utilities")
@@ -24,6 +26,7 @@ def export_head(args: argparse.Namespace) -> int:
     from ..facemodels import load_face_model
     from ..io.mesh import save_mesh
 
+    output_file(args.output)
     model = load_face_model(args.model)
     generator = torch.Generator().manual_seed(args.seed)
     sample = model.sample_prior(1, generator, expression=args.expression == "random")

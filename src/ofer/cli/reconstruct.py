@@ -16,6 +16,7 @@ from ..errors import OferError
 from ..facemodels import load_face_model
 from ..frontend import load_image
 from ..methods import ReconstructionSettings, available, get
+from .outputs import output_folder
 from ..methods.outputs import result_names, summary_record, write_reconstruction
 
 
@@ -50,6 +51,7 @@ def settings_from(args: argparse.Namespace) -> ReconstructionSettings:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    output_folder(args.output)
     device = resolve_device(args.device)
     cls = get(args.method)
     if not cls.produces_meshes:

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import OferError
 from ..io.atomic import save_picture
+from .outputs import output_file
 
 # Framing of the grid tiles: this many metres fill a tile's height (the whole head, neck included).
 TILE_FIELD_M = 0.27
@@ -92,9 +93,7 @@ def tile(images: torch.Tensor, columns: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.output)
-    if not path.parent.is_dir():
-        raise OferError(f"render: output folder {path.parent} does not exist")
+    path = output_file(args.output)
     images = render_heads(args.model, args.seed, args.count, args.size, args.backend)
     try:
         save_picture(path, tile(images, columns=min(args.count, 4)))

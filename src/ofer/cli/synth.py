@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import require_int
 from ..errors import OferError
 from ..io.atomic import save_picture
+from .outputs import output_file, output_folder
 
 APPEARANCE_HELP = ("appearance encoder, a registered name or alias such as dinov2 "
                    "(default: the front end's default, mediapipe-blendshapes-landmarks)")
@@ -81,6 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     synth_encoders(args.appearance)  # an unknown name is refused before the face model loads
     changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
     config = SynthConfig(store_clean_image=args.clean_images, **changes)
+    output_folder(args.output)
     started = time.perf_counter()
     manifest, made = generate(args.output, args.model, args.n, args.seed, config, "train", args.workers,
                               args.shard_size, appearance=args.appearance)
@@ -99,6 +101,7 @@ def run_photo(args: argparse.Namespace) -> int:
     config = PhotoConfig(variants=args.variants, expressions=args.expressions, psi=args.psi,
                          store_clean_image=args.clean_images, **changes)
     weights_folder()  # the install hint comes before the face model loads
+    output_folder(args.output)
     started = time.perf_counter()
     manifest, made = generate_photo(args.output, args.model, args.n, args.seed, config, args.workers,
                                     args.shard_size, appearance=args.appearance)
@@ -116,6 +119,7 @@ def run_protocol(args: argparse.Namespace) -> int:
 
     require_int(args.workers, "--workers", 1)
     synth_encoders(args.appearance)
+    output_folder(args.output)
     started = time.perf_counter()
     manifest, made = generate(args.output, args.model, PROTOCOL_SIZE, PROTOCOL_SEED, protocol_config(), "protocol",
                               args.workers, shard_size=32, appearance=args.appearance)
@@ -133,6 +137,7 @@ def run_preview(args: argparse.Namespace) -> int:
     require_int(args.columns, "--columns", 1)
     if args.output.suffix.lower() not in Image.registered_extensions():
         raise OferError(f"cannot write {args.output}: unknown picture type (use e.g. .png or .jpg)")
+    output_file(args.output)
     sheet = contact_sheet(args.data, args.count, args.columns)
     try:
         save_picture(args.output, sheet)

@@ -148,18 +148,24 @@ def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summar
     ``image``: the photo (RGB uint8) of a placed reconstruction, for ``overlay.png`` (none without).
 
     Raises:
-        OferError: ``out_dir/<rec.name>`` exists but was not written by ofer (it is left untouched).
+        OferError: ``out_dir/<rec.name>`` exists but was not written by ofer (it is left untouched), or
+            a write failed (full disk, permissions; an earlier result there is kept).
     """
     if rec.name in ("", ".", "..") or "/" in rec.name or "\\" in rec.name:
         raise OferError(f"{rec.name!r}: not a safe result name")
     target = Path(out_dir) / rec.name
     if target.exists() and not (target.is_dir() and (target / MARKER).is_file()):
         raise OferError(f"{target}: exists and was not written by ofer; left untouched (choose another -o)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
+    except OSError as exc:
+        raise OferError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         _write_files(staging, rec, model, summary, units, image)
         replace_dir(staging, target)
+    except OSError as exc:  # a full disk: the earlier result (if any) stays as it was
+        raise OferError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

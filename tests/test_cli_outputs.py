@@ -1,0 +1,73 @@
+"""Output paths are checked before any compute, and a write error costs one image, not the run."""
+
+import os
+
+import pytest
+
+from conftest import SHARED
+from ofer.cli.main import main
+from ofer.cli.outputs import output_file, output_folder
+from ofer.errors import OferError
+
+FACES = SHARED / "assets" / "faces"
+QUICK = ["--shapes", "4", "--expressions", "2", "--steps", "5"]
+needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason="../shared/assets/faces is not available")
+
+
+def test_output_folder_and_file_checks(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    assert output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert output_file(tmp_path / "new" / "a.png") == tmp_path / "new" / "a.png"
+    with pytest.raises(OferError, match="exists and is not a folder"):
+        output_folder(tmp_path / "file")
+    with pytest.raises(OferError, match="is a folder; give a file name"):
+        output_file(tmp_path, "--json")
+    with pytest.raises(OferError, match="file is not a folder"):
+        output_file(tmp_path / "file" / "a.png")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (root ignores modes)
+    with pytest.raises(OferError, match="is not writable"):
+        output_folder(tmp_path / "new")
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "train", "--n", "4", "-o", "{file}"],
+    ["demo", "-o", "{file}"],
+    ["render", "-o", "{dir}"],
+    ["facemodel", "export", "-o", "{dir}"],
+    ["eval", "now", "--pred", "{dir}", "--gt", "{dir}", "--json", "{dir}"],
+])
+def test_unwritable_outputs_fail_in_one_line_before_any_work(tmp_path, capsys, command):
+    (tmp_path / "file").write_text("x")
+    args = [a.format(file=tmp_path / "file", dir=tmp_path) for a in command]
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("is not a folder" in err or "give a file name" in err)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@needs_faces
+def test_reconstruct_to_a_file_and_a_full_disk_keep_earlier_results(tmp_path, capsys, monkeypatch):
+    import ofer.methods.outputs as outputs
+
+    (tmp_path / "file").write_text("x")
+    images = [str(FACES / "obama.jpg"), str(FACES / "biden.jpg")]
+    assert main(["reconstruct", images[0], "-o", str(tmp_path / "file"), *QUICK]) != 0
+    assert "exists and is not a folder" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["reconstruct", images[0], "-o", str(out), *QUICK]) == 0
+    kept = (out / "obama" / "summary.json").read_bytes()
+    capsys.readouterr()
+    write = outputs._write_files
+
+    def full_disk(folder, rec, *rest):
+        if rec.name == "obama":
+            raise OSError(28, "No space left on device")
+        return write(folder, rec, *rest)
+
+    monkeypatch.setattr(outputs, "_write_files", full_disk)
+    assert main(["reconstruct", *images, "-o", str(out), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "obama" in err and "No space left on device" in err and "Traceback" not in err
+    assert (out / "obama" / "summary.json").read_bytes() == kept  # the earlier result is intact
+    assert (out / "biden" / "summary.json").is_file()  # the other image went on
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
