@@ -102,10 +102,13 @@ def test_checkpoint_errors(fake_data, tmp_path, default_model):
     folder = tmp_path / "idgen"
     checkpoint = load_checkpoint(folder, "idgen")
     other = dict(default_model.info().to_dict(), spec="npz:other.npz", shape_dim=100)
-    with pytest.raises(CheckpointError, match="trained for face model 'default'.*shape_dim 106 vs 100"):
+    with pytest.raises(CheckpointError, match="trained for face model 'default', not 'npz:other.npz'.*shape_dim 106 vs 100"):
         check_face_model(checkpoint.config, other, folder)
+    same_name = dict(default_model.info().to_dict(), shape_dim=100)
+    with pytest.raises(CheckpointError, match="trained for another version of face model 'default' .shape_dim 106 vs 100"):
+        check_face_model(checkpoint.config, same_name, folder)
     CoefficientGenerator.from_checkpoint(checkpoint, default_model.info().to_dict())
-    with pytest.raises(CheckpointError, match="holds a idgen network"):
+    with pytest.raises(CheckpointError, match="holds the idgen network, expected expgen"):
         load_checkpoint(folder, "expgen")
     (folder / "last.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt checkpoint"):

@@ -102,7 +102,7 @@ def load_checkpoint(folder: str | Path, network: Optional[str] = None) -> Checkp
     except ConfigError as exc:
         raise CheckpointError(f"damaged config: {exc}") from None
     if network is not None and config.network != network:
-        raise CheckpointError(f"{path}: holds a {config.network} network, expected {network}")
+        raise CheckpointError(f"{path}: holds the {config.network} network, expected {network}")
     return Checkpoint(path, config, payload)
 
 
@@ -116,9 +116,10 @@ def check_face_model(config: RunConfig, face_model_info: dict, where: str | Path
     ours = {k: face_model_info.get(k) for k in FACE_MODEL_KEYS}
     if theirs != ours:
         diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in FACE_MODEL_KEYS if theirs[k] != ours[k])
-        raise CheckpointError(
-            f"{where}: trained for face model {config.face_model.get('spec')!r}, not {face_model_info.get('spec')!r} ({diff})"
-        )
+        theirs_spec, ours_spec = config.face_model.get("spec"), face_model_info.get("spec")
+        model = f"another version of face model {ours_spec!r}" if theirs_spec == ours_spec else \
+            f"face model {theirs_spec!r}, not {ours_spec!r}"
+        raise CheckpointError(f"{where}: trained for {model} ({diff})")
     check_fingerprint(config.face_model, face_model_info, where)
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from ..config import Config, ConfigError, require, require_int
 from ..errors import CheckpointError, InputError
 from ..io.atomic import atomic_path, write_text
+from ..io.numpy_files import numpy_error
 from ..runs import FACE_MODEL_KEYS, check_fingerprint
 
 MANIFEST = "manifest.json"
@@ -82,7 +83,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{path}: damaged shard ({exc})") from None
+        raise InputError(f"{path}: damaged shard ({numpy_error(exc)})") from None
 
 
 def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:

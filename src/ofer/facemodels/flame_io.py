@@ -34,6 +34,7 @@ import torch
 
 from ..errors import FaceModelError
 from ..io.safe_pickle import UnsafePickleError, load_numpy, load_pickle
+from ..io.numpy_files import numpy_error
 
 NUM_JOINTS = 5
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -272,7 +273,7 @@ def read_front_indices(path: str | Path, n_vertices: int) -> np.ndarray:
     try:
         indices = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise FaceModelError(f"flame: {path}: not a readable .npy file ({_one_line(exc)})") from None
+        raise FaceModelError(f"flame: {path}: not a readable .npy file ({numpy_error(exc)})") from None
     mask = np.zeros(n_vertices, dtype=bool)
     mask[_index_vector(indices, n_vertices, path, "front indices")] = True
     return mask

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import FaceModelError
+from ..io.numpy_files import numpy_error
 from ..geometry import rodrigues
 from .base import FaceModel, PriorSample
 
@@ -108,7 +109,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise FaceModelError(f"npz: {path}: not a readable .npz file ({exc})") from None
+        raise FaceModelError(f"npz: {path}: not a readable .npz file ({numpy_error(exc)})") from None
     for key in ("v_template", "faces", "shapedirs"):
         if key not in arrays:
             raise FaceModelError(f"npz: {path}: missing key '{key}'")

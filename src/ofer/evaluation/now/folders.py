@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ...errors import InputError
 from ...io.mesh import load_mesh
+from ...io.numpy_files import numpy_error
 from .error import crop_scan, now_error, now_statistics
 from .surface import SurfaceQuery
 
@@ -61,7 +62,7 @@ def load_landmarks(path: str | Path) -> np.ndarray:
             arr = np.loadtxt(text.splitlines(), dtype=np.float64)
         arr = np.asarray(arr, dtype=np.float64)
     except (OSError, ValueError, TypeError, EOFError, ET.ParseError) as exc:  # what numpy / xml raise for bad files
-        raise InputError(f"{path}: not a readable landmark file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable landmark file ({numpy_error(exc)})") from None
     if arr.size != 21:
         raise InputError(f"{path}: expected 7 x 3 landmarks, got shape {arr.shape}")
     arr = arr.reshape(7, 3)
