@@ -372,3 +372,23 @@ def test_detections_json_has_one_line_per_image():
     text = detections_json({"detector": "d"}, [{"main": 0}, {"main": None}])
     assert json.loads(text) == {"detector": "d", "images": [{"main": 0}, {"main": None}]}
     assert text.splitlines()[1:3] == ['{"main": 0},', '{"main": null}']
+
+
+def test_huge_images_are_reduced_on_reading(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import ofer.frontend.image as image_module
+
+    monkeypatch.setattr(image_module, "MAX_DECODED_PIXELS", 10_000)
+    rgba = np.zeros((300, 200, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    rgba[:150, :, 3] = 0  # the top half transparent: white after compositing
+    Image.fromarray(rgba).save(tmp_path / "big.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "big.jpg", quality=95)
+    Image.fromarray(rgba).convert("P").save(tmp_path / "big_palette.png")
+    for name in ("big.png", "big.jpg", "big_palette.png"):
+        out = load_image(tmp_path / name)
+        assert out.shape[0] * out.shape[1] <= 10_000 and out.shape[0] > out.shape[1], (name, out.shape)
+    png = load_image(tmp_path / "big.png")
+    assert png.shape == (100, 67, 3)  # factor ceil(sqrt(60000 / 10000)) = 3; Pillow keeps the partial column
+    assert (png[:45] == 255).all() and (png[55:, :, 0] == 200).all() and (png[55:, :, 1] == 0).all()

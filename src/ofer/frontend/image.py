@@ -2,6 +2,8 @@
 
 Rules:
 - the EXIF orientation tag is applied (the array is what a viewer shows);
+- images of more than :data:`MAX_DECODED_PIXELS` pixels are reduced by the smallest integer factor
+  that fits (box filter; JPEGs are decoded reduced), more than :data:`MAX_PIXELS` are refused;
 - greyscale is repeated over three channels; 16-bit images are scaled by 255/65535, 32-bit integer
   images by 255/65535 when they fit in 16 bits (PNG 16-bit greyscale opens as 32-bit in Pillow), else
   by their maximum; float images in [0, 1] are multiplied by 255;
@@ -12,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 import stat
 import warnings
 from pathlib import Path
@@ -22,6 +25,9 @@ from ..errors import InputError
 
 # Images larger than this many pixels are refused (Pillow's decompression-bomb limit is ~179 Mpx).
 MAX_PIXELS = 200_000_000
+# Larger images are reduced by an integer factor on reading (a face needs far fewer pixels; a
+# 13000 x 13000 RGBA picture would otherwise cost gigabytes in the conversions).
+MAX_DECODED_PIXELS = 40_000_000
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -49,8 +55,11 @@ def load_image(path: str | Path) -> np.ndarray:
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise InputError(f"{path}: image too large ({image.width}x{image.height})")
+                factor = reduction_factor(image.width, image.height)
+                if factor > 1 and image.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 size directly
+                    image.draft(image.mode, (image.width // factor, image.height // factor))
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                image = ImageOps.exif_transpose(_reduced(image))
                 return to_rgb(image)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (unrecognised format)") from None
@@ -59,6 +68,22 @@ def load_image(path: str | Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: unreadable image ({reason})") from None
+
+
+def reduction_factor(width: int, height: int) -> int:
+    """The smallest integer factor that brings ``width x height`` to at most :data:`MAX_DECODED_PIXELS`."""
+    return max(1, math.ceil(math.sqrt(width * height / MAX_DECODED_PIXELS)))
+
+
+def _reduced(image):
+    """``image`` shrunk by :func:`reduction_factor` (box filter), so that a huge photo costs memory
+    for its reduced size only in the conversions that follow."""
+    factor = reduction_factor(image.width, image.height)
+    if factor == 1:
+        return image
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        image = image.convert("RGBA" if image.mode in ("P", "PA") or "transparency" in image.info else "RGB")
+    return image.reduce(factor)
 
 
 def to_rgb(image) -> np.ndarray:
