@@ -83,6 +83,9 @@ class CoefficientGenerator(torch.nn.Module):
         return self.target_norm.inverse(z.cpu()).view(batch, num_samples, -1)
 
 
+RANK_CHUNK = 1024  # candidate meshes built at once when ranking
+
+
 def rank_vertex_subset(front_mask: torch.Tensor, vertices: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of ``count`` front vertices spread evenly over the face (farthest-point sampling).
 
@@ -130,7 +133,9 @@ class ShapeRanker(torch.nn.Module):
     def front_vertices_mm(self, model: FaceModel, shapes: torch.Tensor) -> torch.Tensor:
         """(B, N, S) shape coefficients -> (B, N, K, 3) neutral front vertices in mm."""
         B, N, S = shapes.shape
-        vertices = model(shapes.reshape(B * N, S)).vertices[:, self.vertex_ids] * 1000.0
+        # In chunks: the full meshes of 100,000 candidates would take gigabytes, their K vertices do not.
+        chunks = shapes.reshape(B * N, S).split(RANK_CHUNK)
+        vertices = torch.cat([model(chunk).vertices[:, self.vertex_ids] for chunk in chunks]) * 1000.0
         return vertices.view(B, N, -1, 3)
 
     @torch.no_grad()
