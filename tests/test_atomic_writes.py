@@ -66,3 +66,23 @@ def test_render_on_a_full_disk_is_one_line_and_keeps_the_earlier_picture(tmp_pat
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1 and "No space left on device" in err
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["heads.png"]
+
+
+def test_written_files_follow_the_umask_and_killed_runs_leftovers_are_cleaned(tmp_path):
+    import os
+    import stat
+    import time
+
+    from ofer.io.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.json", "{}")
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(old)
+    stale, fresh = tmp_path / ".a.json.k1ll3d.tmp.json", tmp_path / ".a.json.wr1t1ng.tmp.json"
+    stale.write_text("torn"), fresh.write_text("being written")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    write_text(tmp_path / "a.json", "[]")
+    assert not stale.exists() and fresh.exists()  # a concurrent writer's temporary is left alone

@@ -54,7 +54,15 @@ def test_reconstruct_to_a_file_and_a_full_disk_keep_earlier_results(tmp_path, ca
     assert main(["reconstruct", images[0], "-o", str(tmp_path / "file"), *QUICK]) != 0
     assert "exists and is not a folder" in capsys.readouterr().err
     out = tmp_path / "out"
-    assert main(["reconstruct", images[0], "-o", str(out), *QUICK]) == 0
+    (out / ".obama.k1ll3d").mkdir(parents=True)  # the staging folder of a killed run
+    os.utime(out / ".obama.k1ll3d", (0, 0))
+    old_umask = os.umask(0o022)
+    try:
+        assert main(["reconstruct", images[0], "-o", str(out), *QUICK]) == 0
+    finally:
+        os.umask(old_umask)
+    assert not (out / ".obama.k1ll3d").exists()
+    assert (out / "obama").stat().st_mode & 0o777 == 0o755  # the umask's mode, not mkdtemp's 0700
     kept = (out / "obama" / "summary.json").read_bytes()
     capsys.readouterr()
     write = outputs._write_files

@@ -6,26 +6,61 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
+
+
+STALE_SECONDS = 60.0  # a temporary unchanged for this long belongs to a killed process
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | Path, folder: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open`` / ``mkdir`` would (``tempfile`` makes 0600 / 0700)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
+def remove_stale(folder: Path, pattern: str) -> None:
+    """Remove what a killed run left in ``folder`` under ``pattern`` (files or folders not modified
+    for :data:`STALE_SECONDS`; a concurrent writer's fresh temporaries are left alone)."""
+    now = time.time()
+    for leftover in folder.glob(pattern):
+        try:
+            if now - leftover.stat().st_mtime < STALE_SECONDS:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was; temporaries of
+    ``path`` that a killed process left behind are removed first. The file gets the umask's mode.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

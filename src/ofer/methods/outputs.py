@@ -14,6 +14,7 @@ folder or file of that name is left alone and the image is reported as an error.
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import shutil
@@ -26,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import OferError
-from ..io.atomic import replace_dir
+from ..io.atomic import follow_umask, remove_stale, replace_dir
 from ..io.mesh import save_mesh
 from ..render.cameras import look_at_face
 from ..render.renderer import MeshRenderer, make_rasterizer, paint_face_model
@@ -158,7 +159,9 @@ def write_reconstruction(out_dir: str | Path, rec: Reconstruction, model, summar
         raise OferError(f"{target}: exists and was not written by ofer; left untouched (choose another -o)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target.parent, f".{glob.escape(rec.name)}.*")  # staging left by a killed run
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{rec.name}."))
+        follow_umask(staging, folder=True)
     except OSError as exc:
         raise OferError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
