@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from ofer.data.shards import read_npz
@@ -23,3 +24,25 @@ def test_random_bytes_in_a_numpy_file_are_not_called_pickled_data(tmp_path, name
     message = str(info.value)
     assert "not a numpy .npy/.npz file" in message or "zip" in message.lower()
     assert "allow_pickle" not in message and "pickle.load" not in message and "\n" not in message
+
+
+def test_a_binary_manifest_is_one_line(tmp_path):
+    from ofer.data.shards import Manifest
+
+    (tmp_path / "manifest.json").write_bytes(b"\x9d\xff\x00" + os.urandom(200))
+    with pytest.raises(OferError, match="damaged manifest .not JSON text."):
+        Manifest.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"faces": np.zeros((0, 3), np.int64)}, "faces must be (F, 3) indices into 10 vertices, F > 0"),
+    ({"v_template": np.array("abc")}, "v_template must hold numbers"),
+    ({"v_template": np.zeros((0, 3), np.float32)}, "v_template must be (V, 3) with V > 0"),
+])
+def test_malformed_npz_face_models_are_one_line(tmp_path, change, words):
+    arrays = {"v_template": np.zeros((10, 3), np.float32), "faces": np.array([[0, 1, 2]]),
+              "shapedirs": np.zeros((10, 3, 2), np.float32), **change}
+    np.savez(tmp_path / "model.npz", **arrays)
+    with pytest.raises(OferError) as info:
+        load_face_model(f"npz:{tmp_path / 'model.npz'}")
+    assert words in str(info.value) and "\n" not in str(info.value)

@@ -173,6 +173,8 @@ class Manifest(Config):
             raise InputError(f"{folder}: not a data folder (no {MANIFEST})")
         try:
             return cls.from_dict(json.loads(path.read_text()), where="manifest")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: damaged manifest (not JSON text)") from None
         except (json.JSONDecodeError, ConfigError, OSError) as exc:
             raise InputError(f"{path}: damaged manifest ({exc})") from None
 

@@ -129,7 +129,12 @@ class LinearFaceModel(FaceModel):
 
     def __init__(self, arrays: dict[str, np.ndarray], spec: str, name: Optional[str] = None,
                  options: Optional[dict] = None):
+        for key in ("v_template", "shapedirs", "exprdirs", "faces"):
+            if arrays[key].dtype.kind not in "biuf":
+                raise FaceModelError(f"{spec}: {key} must hold numbers, got dtype {arrays[key].dtype}")
         v_template = arrays["v_template"].astype(np.float32)
+        if v_template.ndim != 2 or v_template.shape[1] != 3 or not len(v_template):
+            raise FaceModelError(f"{spec}: v_template must be (V, 3) with V > 0, got {v_template.shape}")
         units = str(arrays["units"]) if "units" in arrays else guess_units(v_template)
         if units not in UNIT_SCALE:
             raise FaceModelError(f"{spec}: unknown units {units!r} (use one of {sorted(UNIT_SCALE)})")
@@ -143,8 +148,8 @@ class LinearFaceModel(FaceModel):
             )
         shape_dim, expression_dim = shapedirs.shape[2], exprdirs.shape[2]
         faces = torch.from_numpy(arrays["faces"].astype(np.int64))
-        if faces.ndim != 2 or faces.shape[1] != 3 or int(faces.max()) >= n_vertices or int(faces.min()) < 0:
-            raise FaceModelError(f"{spec}: faces must be (F, 3) indices into {n_vertices} vertices")
+        if faces.ndim != 2 or faces.shape[1] != 3 or not len(faces) or int(faces.max()) >= n_vertices or int(faces.min()) < 0:
+            raise FaceModelError(f"{spec}: faces must be (F, 3) indices into {n_vertices} vertices, F > 0")
         front_mask = self._front_mask(arrays, n_vertices)
         lmk_idx = torch.from_numpy(arrays["lmk_faces_idx"].astype(np.int64)) if "lmk_faces_idx" in arrays else None
         lmk_bary = torch.from_numpy(arrays["lmk_bary"].astype(np.float32)) if "lmk_bary" in arrays else None
