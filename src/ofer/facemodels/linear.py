@@ -142,7 +142,7 @@ class LinearFaceModel(FaceModel):
         shapedirs = arrays["shapedirs"].astype(np.float32) * scale
         exprdirs = arrays["exprdirs"].astype(np.float32) * scale
         n_vertices = v_template.shape[0]
-        if shapedirs.shape[:2] != (n_vertices, 3) or exprdirs.shape[:2] != (n_vertices, 3):
+        if shapedirs.ndim != 3 or exprdirs.ndim != 3 or shapedirs.shape[:2] != (n_vertices, 3) or exprdirs.shape[:2] != (n_vertices, 3):
             raise FaceModelError(
                 f"{spec}: shapedirs {shapedirs.shape} / exprdirs {exprdirs.shape} do not match v_template {v_template.shape}"
             )
