@@ -86,6 +86,15 @@ def test_smile_fraction_counts_hypotheses_above_the_threshold():
     assert math.isnan(P.smile_fraction([]))
 
 
+def test_smile_share_is_the_ratio_of_mean_smiles_on_smiling_photos_only():
+    from ofer.evaluation.photos import _smile_share
+
+    rows = [{"mediapipe/smile": 0.8, "expression/smile": 0.2}, {"mediapipe/smile": 0.6, "expression/smile": 0.5},
+            {"mediapipe/smile": 0.1, "expression/smile": 0.9}]  # not smiling: left out
+    assert _smile_share(rows) == pytest.approx((0.2 + 0.5) / 2 / ((0.8 + 0.6) / 2))
+    assert math.isnan(_smile_share(rows[2:]))
+
+
 def test_hidden_region_fidelity_in_interocular_distances():
     reference = np.zeros((68, 2))
     reference[:, 0] = np.arange(68)

@@ -35,7 +35,8 @@ image centre); "hypotheses" are a method's M expression hypotheses on its ranked
   mean of mouthFunnel and mouthPucker.
 - **Smile kept** (occluders {', '.join(MOUTH_OCCLUDERS)}): over the photos MediaPipe scores as smiling on the
   clean photo (smile group > {P.SMILING}), the fraction of the occluded copy's hypotheses whose smile group is
-  > {P.SMILE_KEPT}, averaged over those photos.
+  > {P.SMILE_KEPT}, averaged over those photos; and on the same clean photos the method's mean smile (mean
+  hypothesis) over MediaPipe's mean smile (the share of the smile it sees).
 - **Hidden-region fidelity** (inter-ocular distances, IOD = outer eye corners 36-45): each hypothesis of the
   occluded copy is posed by a pose-only fit to the copy's visible landmarks (MediaPipe on the copy, the points
   on the occluder dropped; when MediaPipe finds no face on the copy, the clean photo's landmarks with those
@@ -120,9 +121,11 @@ def _smile_table(summaries: dict, occluders) -> str:
             return "n/a (no smiling photo)"
         return _cell(summary, f"smile_kept/{occ}", summary["smiling"])
 
-    rows = {label: [cell(s, o) for o in mouths] for label, s in summaries.items()}
+    rows = {label: [_fmt(s.get("smile_share", float("nan"))), *[cell(s, o) for o in mouths]]
+            for label, s in summaries.items()}
     smiling = next(iter(summaries.values()))["smiling"]
-    return _markdown(f"Smile kept under mouth occluders ({_count(smiling, 'smiling photo')})", mouths, rows)
+    return _markdown(f"Smile kept under mouth occluders ({_count(smiling, 'smiling photo')})",
+                     ["clean: mean smile / MediaPipe's", *mouths], rows)
 
 
 def _fidelity_table(summaries: dict, occluders, fallbacks: dict[str, int]) -> str:

@@ -288,7 +288,8 @@ def summarise(rows: list[dict[str, float]], identities: list[np.ndarray | None],
               front: np.ndarray) -> dict:
     """One method's report numbers from its per-photo rows and clean ranked identities (mm, ``None``: no face).
 
-    Returns ``faces``, ``smiling`` (photos MediaPipe scores as smiling), ``means`` (:func:`_means`),
+    Returns ``faces``, ``smiling`` (photos MediaPipe scores as smiling), ``smile_share`` (on those, the
+    method's mean smile / MediaPipe's; NaN without), ``means`` (:func:`_means`),
     ``expression`` (group -> :func:`~ofer.evaluation.photo_metrics.agreement`, empty for face models
     without ARKit names) and ``pairs`` (:func:`~ofer.evaluation.photo_metrics.pair_means`).
     """
@@ -296,7 +297,15 @@ def summarise(rows: list[dict[str, float]], identities: list[np.ndarray | None],
     named = [None if (persons[i] or "").lower() in UNKNOWN_PERSONS else persons[i] for i in kept]
     distances = P.identity_distances(np.stack([identities[i] for i in kept]), front) if kept else np.zeros((0, 0))
     return {"faces": len(rows), "smiling": sum(r["mediapipe/smile"] > P.SMILING for r in rows),
-            "means": _means(rows), "expression": _agreement(rows), "pairs": P.pair_means(distances, named)}
+            "means": _means(rows), "expression": _agreement(rows), "pairs": P.pair_means(distances, named),
+            "smile_share": _smile_share(rows)}
+
+
+def _smile_share(rows: list[dict[str, float]]) -> float:
+    """Over the clean photos MediaPipe scores as smiling: the mean hypothesis's mean smile / MediaPipe's."""
+    pairs = [(r["expression/smile"], r["mediapipe/smile"]) for r in rows
+             if r["mediapipe/smile"] > P.SMILING and "expression/smile" in r]
+    return float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs])) if pairs else P.NAN
 
 
 # --------------------------------------------------------------------------------------------- driver
