@@ -216,3 +216,18 @@ def test_landmark_file_formats(tmp_path):
 
     with pytest.raises(InputError, match="expected 7 x 3"):
         load_landmarks(tmp_path / "c.npy")
+
+
+def test_cli_eval_now_refuses_non_finite_predictions_in_one_line(capsys, tmp_path, now_layout, head):
+    gt, pred = now_layout
+    vertices, faces, lmk, _ = head
+    bad = move(vertices).copy()
+    bad[5] = np.nan
+    save_mesh(pred / "subj01" / "neutral" / "img01.ply", bad / 1000, faces, units="m")
+    code, _, err = run(capsys, "eval", "now", "--pred", str(pred), "--gt", str(gt))
+    assert code != 0 and "img01.ply" in err and "NaN or infinite" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    np.save(pred / "subj01" / "neutral" / "img01.npy", np.full((7, 3), np.inf))
+    save_mesh(pred / "subj01" / "neutral" / "img01.ply", move(vertices) / 1000, faces, units="m")
+    code, _, err = run(capsys, "eval", "now", "--pred", str(pred), "--gt", str(gt))
+    assert code != 0 and "img01.npy" in err and "NaN or infinite" in err and len(err.strip().splitlines()) == 1

@@ -58,4 +58,6 @@ def load_mesh(path: str | Path, units: str = "m") -> tuple[np.ndarray, np.ndarra
         raise InputError(f"{path}: not a readable mesh ({type(exc).__name__}: {exc})") from None
     if len(mesh.vertices) == 0:
         raise InputError(f"{path}: mesh has no vertices")
+    if not np.isfinite(np.asarray(mesh.vertices)).all():
+        raise InputError(f"{path}: mesh vertices contain NaN or infinite values")
     return np.asarray(mesh.vertices) / UNITS[units], np.asarray(mesh.faces)
