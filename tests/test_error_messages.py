@@ -38,6 +38,7 @@ def test_a_binary_manifest_is_one_line(tmp_path):
     ({"faces": np.zeros((0, 3), np.int64)}, "faces must be (F, 3) indices into 10 vertices, F > 0"),
     ({"v_template": np.array("abc")}, "v_template must hold numbers"),
     ({"v_template": np.zeros((0, 3), np.float32)}, "v_template must be (V, 3) with V > 0"),
+    ({"shapedirs": np.full((10, 3, 2), np.nan, np.float32)}, "shapedirs contains NaN or infinite values"),
 ])
 def test_malformed_npz_face_models_are_one_line(tmp_path, change, words):
     arrays = {"v_template": np.zeros((10, 3), np.float32), "faces": np.array([[0, 1, 2]]),

@@ -132,6 +132,8 @@ class LinearFaceModel(FaceModel):
         for key in ("v_template", "shapedirs", "exprdirs", "faces"):
             if arrays[key].dtype.kind not in "biuf":
                 raise FaceModelError(f"{spec}: {key} must hold numbers, got dtype {arrays[key].dtype}")
+            if not np.isfinite(arrays[key]).all():
+                raise FaceModelError(f"{spec}: {key} contains NaN or infinite values")
         v_template = arrays["v_template"].astype(np.float32)
         if v_template.ndim != 2 or v_template.shape[1] != 3 or not len(v_template):
             raise FaceModelError(f"{spec}: v_template must be (V, 3) with V > 0, got {v_template.shape}")
