@@ -50,7 +50,8 @@ def load_image(path: str | Path) -> np.ndarray:
     if not stat.S_ISREG(mode):  # opening a FIFO waits for a writer forever
         raise InputError(f"{path}: not a regular file (a FIFO, socket or device), not an image")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
@@ -60,14 +61,34 @@ def load_image(path: str | Path) -> np.ndarray:
                     image.draft(image.mode, (image.width // factor, image.height // factor))
                 image.load()
                 image = ImageOps.exif_transpose(_reduced(image))
-                return to_rgb(image)
+                array = to_rgb(image)
+        for warning in caught:  # Pillow's warnings (corrupt EXIF, ...) say which file they are about
+            warnings.warn(f"{path}: {warning.message}", stacklevel=2)
+        return array
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:
+            raise InputError(f"{path}: damaged {kind} file (its header cannot be read)") from None
         raise InputError(f"{path}: not an image (unrecognised format)") from None
     except InputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: unreadable image ({reason})") from None
+
+
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
+              b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+
+
+def _signature(path: Path) -> str | None:
+    """The image format whose magic bytes ``path`` starts with, if any."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def reduction_factor(width: int, height: int) -> int:
