@@ -79,3 +79,12 @@ def test_reconstruct_to_a_file_and_a_full_disk_keep_earlier_results(tmp_path, ca
     assert (out / "obama" / "summary.json").read_bytes() == kept  # the earlier result is intact
     assert (out / "biden" / "summary.json").is_file()  # the other image went on
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+@needs_faces
+def test_a_group_photo_says_that_only_the_main_face_was_reconstructed(tmp_path, capsys):
+    import json
+
+    assert main(["reconstruct", str(FACES / "t1.jpg"), "-o", str(tmp_path), *QUICK]) == 0
+    assert "6 faces found; reconstructed the main one" in capsys.readouterr().err
+    assert json.loads((tmp_path / "t1" / "summary.json").read_text())["faces_in_image"] == 6

@@ -84,6 +84,10 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             print(f"ofer: error: {path}: no face found", file=sys.stderr)
             failures += 1
             continue
+        if result.faces_in_image > 1:
+            box = ", ".join(f"{v:.0f}" for v in result.box)
+            print(f"ofer: note: {path}: {result.faces_in_image} faces found; reconstructed the main one (nearest "
+                  f"the centre, box [{box}]); crop the photo to choose another", file=sys.stderr)
         if not result.appearance_found:
             print(f"ofer: warning: {path}: the appearance encoder found no face in its crop; expressions are "
                   "unconditioned on appearance (appearance_found=false in summary.json)", file=sys.stderr)

@@ -87,6 +87,8 @@ class Reconstruction:
         expression_vertices: (M, V, 3) the ranked identity with each expression.
         kpt7: (7, 3) NoW landmarks of the neutral ranked mesh (same frame and units).
         box: (4,) the face's detection box in the image; timings: seconds per stage.
+        faces_in_image: how many faces the detector found (the main one, nearest the centre, is
+            the one reconstructed).
         appearance_found: whether the appearance encoder found a face in its crop (if not, its
             embedding is zeros and the expressions are unconditioned on appearance).
         placement: head pose and camera of the 1 + M meshes in the photo (index 0: the neutral
@@ -110,6 +112,7 @@ class Reconstruction:
     identity_embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appearance_embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appearance_found: bool = True
+    faces_in_image: int = 1
     timings: dict = field(default_factory=dict)
     placement: Optional[Placement] = None
     reprojection_error: Optional[np.ndarray] = None
@@ -257,6 +260,7 @@ class Method(ABC):
             elapsed = time.perf_counter() - started
             rec = self.reconstruct_embeddings(emb.identity, emb.appearance, settings, [name])[0]
             rec.box = np.asarray(face.detection.box, dtype=np.float64)
+            rec.faces_in_image = len(face.detections)
             rec.appearance_found = bool(emb.appearance_found[0])
             rec.timings = {"frontend": elapsed, **rec.timings}
             out.append(place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale) if place else rec)

@@ -116,6 +116,7 @@ def summary_record(rec: Reconstruction, settings: dict, method: Method, source: 
         "num_expressions": int(len(rec.expressions)),
         "box": [float(x) for x in rec.box],
         "appearance_found": bool(rec.appearance_found),
+        "faces_in_image": int(rec.faces_in_image),
         "landmarks_found": bool(rec.landmarks_found),
         "timings_s": {k: round(float(v), 4) for k, v in rec.timings.items()},
     }
