@@ -88,3 +88,34 @@ def test_a_group_photo_says_that_only_the_main_face_was_reconstructed(tmp_path, 
     assert main(["reconstruct", str(FACES / "t1.jpg"), "-o", str(tmp_path), *QUICK]) == 0
     assert "6 faces found; reconstructed the main one" in capsys.readouterr().err
     assert json.loads((tmp_path / "t1" / "summary.json").read_text())["faces_in_image"] == 6
+
+
+@needs_faces
+def test_an_allocation_failure_costs_one_image_and_a_full_disk_in_embed_is_one_line(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from ofer.methods.ofer.method import OFER
+
+    reconstruct = OFER.reconstruct
+
+    def greedy(self, images, settings=None, names=None, place=True):
+        if names == ["obama"]:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 5500000000 bytes.")
+        return reconstruct(self, images, settings, names, place)
+
+    monkeypatch.setattr(OFER, "reconstruct", greedy)
+    images = [str(FACES / "obama.jpg"), str(FACES / "biden.jpg")]
+    assert main(["reconstruct", *images, "-o", str(tmp_path / "out"), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "obama.jpg: out of memory" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "biden" / "summary.json").is_file()
+    monkeypatch.undo()
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "e.npz"))
+
+    monkeypatch.setattr(np, "savez", full)
+    assert main(["embed", images[1], "-o", str(tmp_path / "e.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"ofer: error: {tmp_path / 'e.npz'}: No space left on device" and not (tmp_path / "e.npz").exists()

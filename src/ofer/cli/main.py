@@ -38,6 +38,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ofer: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the output side: a full disk, a vanished folder, permissions
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ofer: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_out_of_memory(exc):
+            raise
+        print(f"ofer: error: out of memory ({one_line(exc)}); ask for fewer samples or smaller images",
+              file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation (Python's MemoryError, torch's CPU / CUDA allocator errors)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 if __name__ == "__main__":

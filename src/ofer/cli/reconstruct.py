@@ -16,6 +16,7 @@ from ..errors import OferError
 from ..facemodels import load_face_model
 from ..frontend import load_image
 from ..methods import ReconstructionSettings, available, get
+from .main import is_out_of_memory, one_line
 from .outputs import output_folder
 from ..methods.outputs import result_names, summary_record, write_reconstruction
 
@@ -78,10 +79,11 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             failures += 1
     if not images:
         return failures
-    results = method.reconstruct(images, settings, [name for _, name in kept])
+    results = [_reconstruct_one(method, image, settings, name) for image, (_, name) in zip(images, kept)]
     for (path, name), image, result in zip(kept, images, results):
         if isinstance(result, Exception):
-            print(f"ofer: error: {path}: no face found", file=sys.stderr)
+            print(f"ofer: error: {path}: {result if isinstance(result, MemoryError) else 'no face found'}",
+                  file=sys.stderr)
             failures += 1
             continue
         if result.faces_in_image > 1:
@@ -103,6 +105,17 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             continue
         print(_result_line(path, result, folder))
     return failures
+
+
+def _reconstruct_one(method, image, settings: ReconstructionSettings, name: str):
+    """One image's reconstruction, InputError (no face), or a MemoryError naming the failed allocation:
+    an image too large for memory costs that image only."""
+    try:
+        return method.reconstruct([image], settings, [name])[0]
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        return MemoryError(f"out of memory ({one_line(exc)}); ask for fewer --shapes / --expressions")
 
 
 def _result_line(path: Path, result, folder: Path) -> str:
