@@ -119,3 +119,14 @@ def test_an_allocation_failure_costs_one_image_and_a_full_disk_in_embed_is_one_l
     assert main(["embed", images[1], "-o", str(tmp_path / "e.npz")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"ofer: error: {tmp_path / 'e.npz'}: No space left on device" and not (tmp_path / "e.npz").exists()
+
+
+def test_sample_counts_beyond_the_available_memory_are_refused_up_front(tmp_path, capsys, monkeypatch):
+    import ofer.methods.ofer.method as method
+
+    monkeypatch.setattr(method, "available_memory", lambda: 2**30)
+    code = main(["reconstruct", str(tmp_path / "never_read.jpg"), "-o", str(tmp_path / "out"),
+                 "--shapes", "100000", "--expressions", "16"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "building the default head" not in line]
+    assert code != 0 and len(err) == 1
+    assert "--shapes 100000 --expressions 16 need about 4.7 GiB per image, 1.0 GiB is available" in err[0]
