@@ -130,3 +130,13 @@ def test_sample_counts_beyond_the_available_memory_are_refused_up_front(tmp_path
     err = [line for line in capsys.readouterr().err.splitlines() if "building the default head" not in line]
     assert code != 0 and len(err) == 1
     assert "--shapes 100000 --expressions 16 need about 4.7 GiB per image, 1.0 GiB is available" in err[0]
+
+
+@needs_faces
+def test_all_faces_reconstructs_every_face_of_a_group_photo(tmp_path, capsys):
+    assert main(["reconstruct", str(FACES / "t1.jpg"), "-o", str(tmp_path), "--all-faces", *QUICK]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"t1_face{k}" for k in range(6)]
+    assert "reconstructed the main one" not in capsys.readouterr().err
+    assert main(["reconstruct", str(FACES / "t1.jpg"), "-o", str(tmp_path / "fit"), "--all-faces",
+                 "--method", "fit"]) != 0
+    assert "--all-faces is not available for method 'fit'" in capsys.readouterr().err

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..config import require_choice, require_int
 from ..devices import resolve_device
-from ..errors import OferError
+from ..errors import InputError, OferError
 from ..facemodels import load_face_model
 from ..frontend import load_image
-from ..methods import ReconstructionSettings, available, get
+from ..methods import Method, ReconstructionSettings, available, get
 from .main import is_out_of_memory, one_line
 from .outputs import output_folder
 from ..methods.outputs import result_names, summary_record, write_reconstruction
@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     parser.add_argument("--units", default="m", help="unit of the mesh files and kpt7.npy: m or mm")
     parser.add_argument("--jaw-scale", type=float, default=1.0, help="scale of the predicted jaw rotation (FLAME)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    parser.add_argument("--all-faces", action="store_true",
+                        help="reconstruct every detected face, into <image>_face<k>/ (default: the main face only)")
     parser.set_defaults(func=run)
 
 
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if not cls.produces_meshes:
         raise OferError(f"method {args.method!r} does not produce meshes")
     face_model = load_face_model(args.model) if args.model else None
+    if args.all_faces and cls.reconstruct is not Method.reconstruct:
+        raise OferError(f"--all-faces is not available for method {args.method!r} (it locates faces its own way)")
     method = cls.from_run(args.checkpoints, face_model, device)
     method.validate(settings)  # before any network runs; warns once where the settings are unusual
     failures = 0
@@ -79,17 +83,20 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
             failures += 1
     if not images:
         return failures
-    results = [_reconstruct_one(method, image, settings, name) for image, (_, name) in zip(images, kept)]
-    for (path, name), image, result in zip(kept, images, results):
+    jobs = []  # (path, image, result): one per image, or one per face with --all-faces
+    for image, (path, name) in zip(images, kept):
+        results = _reconstruct_one(method, image, settings, name, args.all_faces)
+        jobs += [(path, image, r) for r in (results if isinstance(results, list) else [results])]
+    for path, image, result in jobs:
         if isinstance(result, Exception):
             print(f"ofer: error: {path}: {result if isinstance(result, MemoryError) else 'no face found'}",
                   file=sys.stderr)
             failures += 1
             continue
-        if result.faces_in_image > 1:
+        if result.faces_in_image > 1 and not args.all_faces:
             box = ", ".join(f"{v:.0f}" for v in result.box)
             print(f"ofer: note: {path}: {result.faces_in_image} faces found; reconstructed the main one (nearest "
-                  f"the centre, box [{box}]); crop the photo to choose another", file=sys.stderr)
+                  f"the centre, box [{box}]); --all-faces reconstructs every face", file=sys.stderr)
         if not result.appearance_found:
             print(f"ofer: warning: {path}: the appearance encoder found no face in its crop; expressions are "
                   "unconditioned on appearance (appearance_found=false in summary.json)", file=sys.stderr)
@@ -107,10 +114,12 @@ def _run_batch(method, batch: list[tuple[Path, str]], settings: ReconstructionSe
     return failures
 
 
-def _reconstruct_one(method, image, settings: ReconstructionSettings, name: str):
-    """One image's reconstruction, InputError (no face), or a MemoryError naming the failed allocation:
-    an image too large for memory costs that image only."""
+def _reconstruct_one(method, image, settings: ReconstructionSettings, name: str, all_faces: bool = False):
+    """One image's reconstruction (with ``all_faces`` a list, one per face), InputError (no face), or a
+    MemoryError naming the failed allocation: an image too large for memory costs that image only."""
     try:
+        if all_faces:
+            return method.reconstruct_all_faces(image, settings, name) or InputError(f"{name}: no face found")
         return method.reconstruct([image], settings, [name])[0]
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):

@@ -251,20 +251,33 @@ class Method(ABC):
         frontend = self.frontend()
         out: list = []
         for image, name in zip(images, names):
-            started = time.perf_counter()
             face = frontend.main_faces([image])[0]
-            if face is None:
-                out.append(InputError(f"{name}: no face found"))
-                continue
-            emb = frontend.embed([face])
-            elapsed = time.perf_counter() - started
-            rec = self.reconstruct_embeddings(emb.identity, emb.appearance, settings, [name])[0]
-            rec.box = np.asarray(face.detection.box, dtype=np.float64)
-            rec.faces_in_image = len(face.detections)
-            rec.appearance_found = bool(emb.appearance_found[0])
-            rec.timings = {"frontend": elapsed, **rec.timings}
-            out.append(place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale) if place else rec)
+            out.append(InputError(f"{name}: no face found") if face is None else
+                       self._reconstruct_face(frontend, image, face, name, settings, place))
         return out
+
+    def reconstruct_all_faces(self, image: np.ndarray, settings: Optional[ReconstructionSettings] = None,
+                              name: str = "image0", place: bool = True) -> list[Reconstruction]:
+        """Every detected face of one image, each reconstructed on its own, named ``{name}_face{k}``
+        (k in the detector's order); an empty list when there is no face."""
+        settings = settings or ReconstructionSettings()
+        frontend = self.frontend()
+        detections = frontend.detect([image])[0]
+        return [self._reconstruct_face(frontend, image, frontend.face(image, det, k, detections), f"{name}_face{k}",
+                                       settings, place) for k, det in enumerate(detections)]
+
+    def _reconstruct_face(self, frontend, image: np.ndarray, face, name: str, settings: ReconstructionSettings,
+                          place: bool) -> Reconstruction:
+        """One located face: embeddings, the method's networks, then (``place``) the meshes posed in ``image``."""
+        started = time.perf_counter()
+        emb = frontend.embed([face])
+        elapsed = time.perf_counter() - started
+        rec = self.reconstruct_embeddings(emb.identity, emb.appearance, settings, [name])[0]
+        rec.box = np.asarray(face.detection.box, dtype=np.float64)
+        rec.faces_in_image = len(face.detections)
+        rec.appearance_found = bool(emb.appearance_found[0])
+        rec.timings = {"frontend": elapsed, **rec.timings}
+        return place_in_image(self.cpu_face_model(), rec, image, settings.jaw_scale) if place else rec
 
     def hypotheses(self, identity: np.ndarray, appearance: np.ndarray, settings: ReconstructionSettings,
                    keys: Sequence) -> Hypotheses:
