@@ -22,9 +22,11 @@ ofer synth protocol --model default -o "$DATA/co545" --workers 2
 
 # Denoiser widths 256 128 32 for both networks (the paper's defaults, IdGen [S, 50, 10] and ExpGen
 # [E, 25, 10], starve the output layer, see README "Results"). The render-domain projection of the
-# ArcFace embedding (--domain-directions, default 2, fitted on the renders) is turned off for IdGen
-# and IdRank: with photo data it makes real-photo identities worse (README, Results); ExpGen keeps
-# it (not measured without). IdRank's candidates are drawn as at inference (DDIM, 25 steps;
+# ArcFace embedding (--domain-directions, default 2, fitted on the renders) is turned off for every
+# network: with photo data it makes real-photo identities and expressions worse (README, Results).
+# ExpGen learns the photo rows' expressions from MediaPipe's blendshape scores of the clean picture
+# (--photo-expression mediapipe; the renders keep their exact labels): with the landmark fit's
+# pseudo-labels it saw half of the smiles and kept none under occluders (README, Results). IdRank's candidates are drawn as at inference (DDIM, 25 steps;
 # recorded in its config). Every trainer reads the three folders; --data-weights gives each
 # folder's share of an epoch (the photos are repeated to fit).
 MIX=("$DATA/train10k" "$DATA/photo_train" "$DATA/photo_expr")
@@ -32,7 +34,7 @@ W=(0.6 0.25 0.15)
 ofer train idgen  --data "${MIX[@]}" --data-weights "${W[@]}" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 \
     --widths 256 128 32 --domain-directions 0 --quiet &
 ofer train expgen --data "${MIX[@]}" --data-weights "${W[@]}" -o "$RUN" --epochs 100 --batch 256 --lr 1e-3 --seed 0 \
-    --widths 256 128 32 --quiet &
+    --widths 256 128 32 --domain-directions 0 --photo-expression mediapipe --quiet &
 wait
 ofer train idrank --data "${MIX[@]}" --data-weights "${W[@]}" -o "$RUN" --epochs 20 --batch 16 --lr 3e-4 --seed 0 \
     --candidates 32 --rank-images 2000 --rank-sampler ddim --rank-steps 25 --rank-vertices 512 --domain-directions 0 --quiet &

@@ -142,3 +142,14 @@ def test_an_unreadable_log_line_before_the_last_is_one_line(small_data, tmp_path
                  "--widths", "32", "16", "--batch", "32", "--lr", "2e-3", "--seed", "1", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1 and "line 1 is not a log row" in err
+
+
+def test_resume_onto_exported_weights_is_refused_in_one_line(small_data, tmp_path_factory):
+    from ofer.runs import save_checkpoint
+
+    run = run_folder(tmp_path_factory, small_data)
+    checkpoint = load_checkpoint(run / "idgen", "idgen")
+    save_checkpoint(run / "idgen", checkpoint.config, {"model": checkpoint.payload["model"], "epoch": 2})
+    with pytest.raises(CheckpointError, match="exported weights without the training state") as info:
+        training.train("idgen", data=small_data, run=run, epochs=3, resume=True, **SMALL)
+    assert "\n" not in str(info.value)

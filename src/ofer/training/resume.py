@@ -59,6 +59,10 @@ def resume_checkpoint(options: TrainOptions) -> Optional[Checkpoint]:
     if not options.resume:
         raise CheckpointError(f"{folder}: a run already exists; pass --resume to continue it or choose another -o")
     checkpoint = load_checkpoint(folder, options.network)
+    missing = [k for k in ("optimizer", "generator", "torch_rng") if k not in checkpoint.payload]
+    if missing:
+        raise CheckpointError(f"{folder}: exported weights without the training state ({', '.join(missing)}); "
+                              "they cannot be resumed: train into another -o")
     refuse_fixed_changes(type(options), checkpoint.config.training, options.record(), folder)
     return checkpoint
 
