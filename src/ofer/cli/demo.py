@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     forwarded = argparse.Namespace(
         images=[example, *args.images], output=args.output, checkpoints=args.checkpoints, model=None,
         method="ofer", shapes=100, expressions=16, sampler="ddim", steps=None, seed=args.seed, batch=8, units="m",
-        jaw_scale=1.0, device="cpu",
+        jaw_scale=1.0, device="cpu", all_faces=False,
     )
     code = reconstruct.run(forwarded)
     print(f"results: {args.output.resolve()}/<image>/ (preview.png, uncertainty.png, identity.ply, expression_XX.ply, ...)")
