@@ -338,6 +338,7 @@ def test_render_command_writes_a_grid(monkeypatch, tmp_path, capsys, default_mod
     for tile in tiles:
         assert (np.abs(tile - background).max(-1) > 3).mean() > 0.3  # a head fills the tile
     assert np.abs(tiles[0] - tiles[1]).mean() > 2  # different heads
-    code = cli_main.main(["render", "-o", str(tmp_path / "missing" / "grid.png")])
+    (tmp_path / "file").write_text("x")
+    code = cli_main.main(["render", "-o", str(tmp_path / "file" / "grid.png")])
     err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not a folder" in err
