@@ -98,3 +98,20 @@ def test_data_classes_still_load(tmp_path):
     np.save(tmp_path / "plain.npy", np.arange(4))
     np.testing.assert_array_equal(load_numpy(tmp_path / "plain.npy"), np.arange(4))
 
+
+
+def test_unraisable_noise_of_a_failed_unpickling_is_not_printed(capfd):
+    import gc
+    import sys
+
+    from ofer.io.safe_pickle import _quiet_unraisable
+
+    class Noisy:
+        def __del__(self):
+            raise SystemError("deallocated bytearray object has exported buffers")
+
+    hook = sys.unraisablehook
+    with _quiet_unraisable():
+        Noisy()
+        gc.collect()
+    assert sys.unraisablehook is hook and "SystemError" not in capfd.readouterr().err

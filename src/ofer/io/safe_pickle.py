@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import contextlib
 import io
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
@@ -152,10 +154,24 @@ def load_pickle(source: str | Path | BinaryIO, extra: Optional[ExtraResolver] = 
         UnsafePickleError: a name outside the allowlist (nothing is imported or run).
         OSError, pickle.UnpicklingError, ...: an unreadable file, as ``pickle.load``.
     """
-    if isinstance(source, (str, Path)):
-        with open(source, "rb") as handle:
-            return RestrictedUnpickler(handle, extra, encoding).load()
-    return RestrictedUnpickler(source, extra, encoding).load()
+    with _quiet_unraisable():
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as handle:
+                return RestrictedUnpickler(handle, extra, encoding).load()
+        return RestrictedUnpickler(source, extra, encoding).load()
+
+
+@contextlib.contextmanager
+def _quiet_unraisable():
+    """A garbage pickle that fails mid-way (a MemoryError in a huge bytearray) leaves CPython
+    printing "SystemError: deallocated bytearray object has exported buffers" from its
+    unraisable hook; the caller reports the failure itself in one line."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
 
 
 def _read_npy(handle: BinaryIO, extra: Optional[ExtraResolver], encoding: str) -> np.ndarray:
