@@ -47,3 +47,23 @@ def test_malformed_npz_face_models_are_one_line(tmp_path, change, words):
     with pytest.raises(OferError) as info:
         load_face_model(f"npz:{tmp_path / 'model.npz'}")
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_zip_flagged_as_strongly_encrypted_is_one_line(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, v_template=np.zeros((10, 3), np.float32), faces=np.array([[0, 1, 2]]),
+             shapedirs=np.zeros((10, 3, 2), np.float32))
+    data = bytearray(buffer.getvalue())
+    for start in range(len(data) - 4):  # set bit 6 (strong encryption) of every header's flags
+        if data[start:start + 4] in (b"PK\x03\x04", b"PK\x01\x02"):
+            flags = start + (6 if data[start + 2] == 3 else 8)
+            data[flags] |= 0x40
+    (tmp_path / "model.npz").write_bytes(bytes(data))
+    with pytest.raises(OferError, match="not a readable .npz file") as info:
+        load_face_model(f"npz:{tmp_path / 'model.npz'}")
+    assert "\n" not in str(info.value)
+    (tmp_path / "shard.npz").write_bytes(bytes(data))
+    with pytest.raises(OferError, match="damaged shard"):
+        read_npz(tmp_path / "shard.npz")

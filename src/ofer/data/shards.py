@@ -82,7 +82,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise InputError(f"{path}: damaged shard ({numpy_error(exc)})") from None
 
 

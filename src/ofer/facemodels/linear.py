@@ -108,7 +108,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        # zipfile: NotImplementedError (unknown compression, strong encryption), RuntimeError (password)
         raise FaceModelError(f"npz: {path}: not a readable .npz file ({numpy_error(exc)})") from None
     for key in ("v_template", "faces", "shapedirs"):
         if key not in arrays:
