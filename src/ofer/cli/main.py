@@ -7,7 +7,7 @@ import sys
 import warnings
 from importlib import import_module
 
-from ..errors import OferError
+from ..errors import OferError, first_line, is_out_of_memory
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
 COMMANDS = ("info", "facemodel", "detect", "embed", "render", "synth", "train", "reconstruct", "eval", "demo")
@@ -45,20 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not is_out_of_memory(exc):
             raise
-        print(f"ofer: error: out of memory ({one_line(exc)}); ask for fewer samples or smaller images",
+        print(f"ofer: error: out of memory ({first_line(exc)}); ask for fewer samples or smaller images",
               file=sys.stderr)
         return 1
 
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """A failed allocation (Python's MemoryError, torch's CPU / CUDA allocator errors)."""
-    text = str(exc)
-    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 if __name__ == "__main__":

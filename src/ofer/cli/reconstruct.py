@@ -12,11 +12,10 @@ from pathlib import Path
 
 from ..config import require_choice, require_int
 from ..devices import resolve_device
-from ..errors import InputError, OferError
+from ..errors import InputError, OferError, first_line, is_out_of_memory
 from ..facemodels import load_face_model
 from ..frontend import load_image
 from ..methods import Method, ReconstructionSettings, available, get
-from .main import is_out_of_memory, one_line
 from .outputs import output_folder
 from ..methods.outputs import result_names, summary_record, write_reconstruction
 
@@ -124,7 +123,7 @@ def _reconstruct_one(method, image, settings: ReconstructionSettings, name: str,
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
-        return MemoryError(f"out of memory ({one_line(exc)}); ask for fewer --shapes / --expressions")
+        return MemoryError(f"out of memory ({first_line(exc)}); ask for fewer --shapes / --expressions")
 
 
 def _result_line(path: Path, result, folder: Path) -> str:

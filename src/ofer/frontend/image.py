@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 
 # Images larger than this many pixels are refused (Pillow's decompression-bomb limit is ~179 Mpx).
 MAX_PIXELS = 200_000_000
@@ -73,8 +73,7 @@ def load_image(path: str | Path) -> np.ndarray:
     except InputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: unreadable image ({reason})") from None
+        raise InputError(f"{path}: unreadable image ({first_line(exc)})") from None
 
 
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import first_line
+
 PICKLE_HINTS = ("pickled", "allow_pickle")
 
 
@@ -9,7 +11,7 @@ def numpy_error(exc: BaseException) -> str:
     """The first line of a failed ``np.load``'s error; numpy's "contains pickled data, load it with
     ``allow_pickle=``" (what it says of any file without a numpy header) becomes a plain "not a numpy
     file": unpickling a file of unknown origin runs its code, so ofer never suggests it."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if any(hint in text for hint in PICKLE_HINTS):
         return "not a numpy .npy/.npz file (no numpy header; files of pickled objects are never loaded)"
     return text
