@@ -216,6 +216,23 @@ def test_cache_is_reused_and_repaired(default_model, monkeypatch):
         path.write_bytes(original)
 
 
+def test_inconsistent_cache_is_rebuilt_with_a_warning(default_model, capsys):
+    path = anny_head.default_cache_path()
+    original = path.read_bytes()
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["shapedirs"] = arrays["shapedirs"][:100]  # a readable npz whose arrays disagree
+    np.savez(path, **arrays)
+    try:
+        repaired = load_face_model("default")
+        assert repaired.fingerprint() == default_model.fingerprint()
+        assert np.load(path)["shapedirs"].shape[0] == default_model.num_vertices
+        err = capsys.readouterr().err
+        assert "cache" in err and "unusable" in err and "rebuilding" in err
+    finally:
+        path.write_bytes(original)
+
+
 def test_default_takes_no_options():
     from ofer.errors import FaceModelError
 

@@ -176,6 +176,14 @@ def test_results_do_not_depend_on_chunking_or_limit(protocol, tmp_path, monkeypa
     more = P.evaluate_method(method, proto, settings, gaussian, tmp_path / "b", limit=5, progress=False)
     assert (tmp_path / "b" / "chunk_00000_00002.npz").stat().st_mtime_ns == stamp
     assert np.allclose(more["se_vis"], full["se_vis"][:5], rtol=1e-5)
+    # a damaged chunk and an inconsistent one (a readable npz of the wrong length) are recomputed
+    damaged, short = tmp_path / "b" / "chunk_00000_00002.npz", tmp_path / "b" / "chunk_00002_00004.npz"
+    damaged.write_bytes(b"PK\x03\x04 not a zip")
+    with np.load(short) as stored:
+        np.savez(short, **{k: stored[k][:1] for k in stored.files})
+    again = P.evaluate_method(method, proto, settings, gaussian, tmp_path / "b", limit=5, progress=False)
+    assert np.allclose(again["se_vis"], full["se_vis"][:5], rtol=1e-5)
+    assert P.read_chunk(damaged, 2) is not None and len(P.read_chunk(short, 2)["se_vis"]) == 2
 
 
 def test_image_metrics_exclude_out_of_distribution_vertices_from_the_spread():

@@ -153,3 +153,25 @@ def test_resume_onto_exported_weights_is_refused_in_one_line(small_data, tmp_pat
     with pytest.raises(CheckpointError, match="exported weights without the training state") as info:
         training.train("idgen", data=small_data, run=run, epochs=3, resume=True, **SMALL)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("killed_at", [1, 2])
+def test_a_kill_during_a_checkpoint_save_leaves_each_epoch_once_in_the_log(small_data, tmp_path_factory,
+                                                                           monkeypatch, killed_at):
+    from ofer.training import loop
+
+    real_save = loop.save_checkpoint
+
+    def killed_save(folder, config, state):
+        if state["epoch"] == killed_at:
+            raise KeyboardInterrupt  # the log row of this epoch is written, its checkpoint is not
+        real_save(folder, config, state)
+
+    run = tmp_path_factory.mktemp("run")
+    monkeypatch.setattr(loop, "save_checkpoint", killed_save)
+    with pytest.raises(KeyboardInterrupt):
+        training.train("idgen", data=small_data, run=run, epochs=3, **SMALL)
+    assert rows(run / "idgen")[-1]["epoch"] == killed_at
+    monkeypatch.undo()
+    training.train("idgen", data=small_data, run=run, epochs=3, resume=True, **SMALL)
+    assert [r["epoch"] for r in rows(run / "idgen")] == [1, 2, 3]

@@ -157,10 +157,10 @@ def evaluate_photodata(method: Method, photos: P.Protocol, settings: Reconstruct
     with tqdm(total=count, desc=f"eval {method.label}", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, count, P.CHUNK):
             index = np.arange(start, min(start + P.CHUNK, count))
-            path = cache / f"chunk_{index[0]:05d}_{index[-1] + 1:05d}.npz"
-            if path.is_file():
-                with np.load(path) as stored:
-                    parts.append({k: stored[k] for k in stored.files})
+            path = P.chunk_path(cache, index)
+            stored = P.read_chunk(path, len(index))
+            if stored is not None:
+                parts.append(stored)
             else:
                 recs = _reconstructions(method, photos.data, index, settings)
                 result = photodata_metrics(recs, photos.data, index, photos.masks(index, model.num_vertices),

