@@ -1,5 +1,5 @@
 """Fuzz the public commands with hostile inputs: mutated images, damaged checkpoints, npz and pickle
-face-model files, damaged data folders.
+face-model files (damaged data folders are covered by unit tests, not yet by this harness).
 
 Every call runs ``ofer.cli.main.main(argv)`` in a forked child (so a crash or a hang is observed,
 not suffered) together with a good input, and is classified:
