@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 from ofer.data.occluders import emoji_available
+from ofer.data.recipe import close_eyes
 from ofer.data.sample import SampleMaker
 from ofer.data.shards import Manifest, ShardDataset, read_npz, shard_name, unpack_bits
 from ofer.data.synth import SynthConfig, generate, protocol_config, synth_encoders
@@ -143,3 +145,26 @@ def test_a_recipe_reloaded_from_its_manifest_remakes_the_same_samples():
         a, b = first.make(index, 5), second.make(index, 5)
         assert a["category"] == b["category"]
         np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_closed_eyes_shut_both_eyes_and_leave_the_other_draws_alone(default_model):
+    names = default_model.expression_names
+    blink = [names.index("eyeBlinkLeft"), names.index("eyeBlinkRight")]
+    plain = SampleMaker("default", tiny_config(neutral_fraction=0.0))
+    shut = SampleMaker("default", tiny_config(neutral_fraction=0.0, closed_eyes_fraction=1.0))
+    for index in range(3):
+        rng, gen = np.random.default_rng(index), torch.Generator().manual_seed(index)
+        a = plain.coefficients(rng, gen, index, 0)
+        rng, gen = np.random.default_rng(index), torch.Generator().manual_seed(index)
+        b = shut.coefficients(rng, gen, index, 0)
+        torch.testing.assert_close(a.shape, b.shape)
+        assert (b.expression[0, blink] >= 0.6).all()
+        others = [i for i in range(len(names)) if i not in blink]
+        torch.testing.assert_close(a.expression[0, others], b.expression[0, others])
+
+
+def test_closed_eyes_leave_a_model_without_eyelid_blendshapes_unchanged():
+    class Pca:
+        expression_prior, expression_names = "gaussian", None
+    expression = torch.randn(2, 5)
+    assert close_eyes(Pca(), expression, np.random.default_rng(0)) is expression

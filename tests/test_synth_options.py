@@ -52,6 +52,7 @@ def test_config_from_dict_is_strict():
     ({"occluder_mix": {"hand": -1.0, "none": 2.0}}, r"occluder_mix\[hand\] must be a number"),
     ({"categories_cycle": ("hand", "hat")}, r"unknown occluder categories \['hat'\]"),
     ({"identities": -1}, "identities must be an integer >= 0"),
+    ({"closed_eyes_fraction": -0.1}, r"closed_eyes_fraction must be a number in \[0.0, 1.0\]"),
 ])
 def test_bad_recipes_are_refused_at_construction(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -76,6 +77,8 @@ def test_parse_mix():
     (["train", "--n", "4", "--appearance", "farl"], "unknown appearance encoder 'farl' (choose from "
                                                     "mediapipe-blendshapes-landmarks, dinov2-vits14-imgfocus"),
     (["train", "--n", "4", "--appearance", "arcface"], "unknown appearance encoder 'arcface'"),
+    (["train", "--n", "4", "--closed-eyes", "1.5"], "--closed-eyes must be a fraction in [0, 1], got 1.5"),
+    (["train", "--n", "4", "--closed-eyes", "nan"], "--closed-eyes must be a fraction in [0, 1], got nan"),
     (["protocol", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
     (["protocol", "--appearance", "farl"], "unknown appearance encoder 'farl'"),
 ])

@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..config import require_int
+from ..config import ConfigError, require_int
 from ..errors import OferError
 from ..io.atomic import save_picture
 from .outputs import output_file, output_folder
@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     train.add_argument("--mix", default=None, help="occluder mix, e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
     train.add_argument("--shard-size", type=int, default=32)
     train.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
+    train.add_argument("--closed-eyes", type=float, default=0.0, metavar="FRACTION",
+                       help="share of samples with both eyes shut (0..1; the prior alone shuts about 3 %%)")
     train.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
     train.set_defaults(func=run_train)
     photo = sub.add_parser("photo", help="generate (or finish) a photo-domain training set: generated face "
@@ -79,8 +81,12 @@ def run_train(args: argparse.Namespace) -> int:
     require_int(args.seed, "--seed", 0)
     require_int(args.workers, "--workers", 1)
     require_int(args.shard_size, "--shard-size", 1)
+    if not 0.0 <= args.closed_eyes <= 1.0:  # also refuses NaN
+        raise ConfigError(f"--closed-eyes must be a fraction in [0, 1], got {args.closed_eyes!r}")
     synth_encoders(args.appearance)  # an unknown name is refused before the face model loads
     changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
+    if args.closed_eyes:
+        changes["closed_eyes_fraction"] = args.closed_eyes
     config = SynthConfig(store_clean_image=args.clean_images, **changes)
     output_folder(args.output)
     started = time.perf_counter()

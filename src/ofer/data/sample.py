@@ -22,7 +22,7 @@ from ..render.renderer import MeshRenderer, make_rasterizer
 from ..render.shading import SHShader, sh_from_lights
 from .backgrounds import sample_background
 from .occluders import CATEGORIES, occlude_face
-from .recipe import SynthConfig, redraw_weak_expressions
+from .recipe import SynthConfig, close_eyes, redraw_weak_expressions
 from .shards import pack_bits, stack_samples
 from .skin import AlbedoSampler
 
@@ -85,6 +85,8 @@ class SampleMaker:
                 self.identity_bank = self.identity_shapes(cfg.identities, seed)
             sample.shape = self.identity_bank[index % cfg.identities][None]
         sample.expression = redraw_weak_expressions(self.model, sample.expression, generator, cfg.min_expression)
+        if cfg.closed_eyes_fraction > 0 and rng.random() < cfg.closed_eyes_fraction:
+            sample.expression = close_eyes(self.model, sample.expression, rng)
         if cfg.identities == 0 and rng.random() < cfg.neutral_fraction:
             sample.expression = torch.zeros_like(sample.expression)
             sample.pose = torch.zeros_like(sample.pose)
