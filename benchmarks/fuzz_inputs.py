@@ -1,5 +1,6 @@
 """Fuzz the public commands with hostile inputs: mutated images, damaged checkpoints, npz and pickle
-face-model files (damaged data folders are covered by unit tests, not yet by this harness).
+face-model files, and damaged data folders (a mutated manifest or shard of a tiny ``synth train``
+folder, read by ``train idgen``, ``train expgen``, ``synth preview`` and a resumed ``synth train``).
 
 Every call runs ``ofer.cli.main.main(argv)`` in a forked child (so a crash or a hang is observed,
 not suffered) together with a good input, and is classified:
@@ -13,8 +14,10 @@ For image batches the good image's result must be in the call's output (``good_k
 
     python benchmarks/fuzz_inputs.py --cases 10000 --seed 0 -o /tmp/fuzz      # the full run
     python benchmarks/fuzz_inputs.py --cases 40                                # CI-sized
+    python benchmarks/fuzz_inputs.py --cases 300 --families datafolder         # one family only
 
-Prints the counts per kind and outcome and writes ``fuzz.json`` (every failing case) to ``-o``.
+Prints the counts per kind and outcome and writes ``fuzz.json`` (every call with its outcome and last line,
+and every failing case in full) to ``-o``.
 """
 
 from __future__ import annotations
@@ -239,7 +242,93 @@ def face_model_files(rng, count, folder, timeout: float):
         yield [label], run_call(["facemodel", "export", "--model", spec, "-o", str(folder / f"m{i:04d}.ply")], timeout), None
 
 
-def run(cases: int, seed: int, out: Path, timeout: float) -> dict:
+ODD_VALUES = ([], {}, None, "x", -1, 0, 2**63, 1e308, float("nan"), [1, "a"], {"a": []}, True)
+
+
+def _json_mutation(text: str, rng) -> tuple[str, str]:
+    """(label, new text) of the manifest: another type at the top, a key gone, or a key's odd value."""
+    data = json.loads(text)
+    pick = rng.random()
+    if pick < 0.15:
+        return "manifest-top", json.dumps([[], None, 3, "manifest"][int(rng.integers(0, 4))])
+    key = str(rng.choice(sorted(data)))
+    if pick < 0.4:
+        del data[key]
+        return f"manifest-drop-{key}", json.dumps(data)
+    if isinstance(data[key], dict) and data[key] and rng.random() < 0.5:
+        inner = str(rng.choice(sorted(data[key])))
+        data[key][inner] = ODD_VALUES[int(rng.integers(0, len(ODD_VALUES)))]
+        return f"manifest-{key}.{inner}", json.dumps(data)
+    data[key] = ODD_VALUES[int(rng.integers(0, len(ODD_VALUES)))]
+    return f"manifest-{key}", json.dumps(data)
+
+
+def _shard_mutation(path: Path, rng) -> str:
+    """Damage one shard in place: bytes, a field gone, a field of another shape, dtype or NaN, or no file."""
+    pick = rng.random()
+    if pick < 0.3:
+        name = str(rng.choice(sorted(BYTE_MUTATORS)))
+        path.write_bytes(BYTE_MUTATORS[name](path.read_bytes(), rng))
+        return f"shard-{name}"
+    if pick < 0.4:
+        path.unlink()
+        return "shard-missing"
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    key = str(rng.choice(sorted(arrays)))
+    value = arrays[key]
+    if pick < 0.55:
+        del arrays[key]
+        label = f"shard-drop-{key}"
+    else:
+        variants = [value[:-1], value.reshape(len(value), -1)[:, :1], value.astype(np.float64), np.array("x"),
+                    np.zeros((0,) + value.shape[1:], value.dtype), np.full(value.shape, np.nan)]
+        choice = int(rng.integers(0, len(variants)))
+        arrays[key] = variants[choice]
+        label = f"shard-{key}-{['short', 'narrow', 'float64', 'string', 'empty', 'nan'][choice]}"
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return label
+
+
+def data_folders(rng, count, folder, timeout: float):
+    """A tiny ``synth train`` folder, damaged once per case, through a command that reads it."""
+    from ofer.cli.main import main as ofer_main
+
+    base = folder / "data-good"
+    if ofer_main(["synth", "train", "--n", "8", "--shard-size", "4", "--seed", "3", "-o", str(base)]) != 0:
+        raise RuntimeError("could not make the good data folder")
+    for i in range(count):
+        data = folder / f"data{i:04d}"
+        shutil.copytree(base, data)
+        if rng.random() < 0.4:
+            manifest = data / "manifest.json"
+            if rng.random() < 0.3:
+                name = str(rng.choice(sorted(BYTE_MUTATORS)))
+                manifest.write_bytes(BYTE_MUTATORS[name](manifest.read_bytes(), rng))
+                label = f"manifest-{name}"
+            else:
+                label, text = _json_mutation(manifest.read_text(), rng)
+                manifest.write_text(text)
+        else:
+            label = _shard_mutation(data / f"shard_0000{int(rng.integers(0, 2))}.npz", rng)
+        command = str(rng.choice(["train-idgen", "train-expgen", "preview", "resume"]))
+        run = folder / f"datarun{i:04d}"
+        argv = {"train-idgen": ["train", "idgen", "--data", str(data), "-o", str(run), "--epochs", "1", "--batch", "4",
+                                "--widths", "16", "8", "4", "--quiet"],
+                "train-expgen": ["train", "expgen", "--data", str(data), "-o", str(run), "--epochs", "1", "--batch", "4",
+                                 "--widths", "16", "8", "4", "--quiet"],
+                "preview": ["synth", "preview", str(data), "-o", str(folder / f"sheet{i:04d}.png"), "--count", "8"],
+                "resume": ["synth", "train", "--n", "8", "--shard-size", "4", "--seed", "3", "-o", str(data)]}[command]
+        yield [f"{label}-{command}"], run_call(argv, timeout), None
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+FAMILIES = ("detect", "reconstruct", "checkpoint", "facemodel", "datafolder")
+
+
+def run(cases: int, seed: int, out: Path, timeout: float, only: tuple[str, ...] = FAMILIES) -> dict:
     from ofer.cli.demo import demo_image
     from PIL import Image
 
@@ -253,21 +342,30 @@ def run(cases: int, seed: int, out: Path, timeout: float) -> dict:
         if (faces / name).is_file():
             seeds.append((faces / name).read_bytes())
     # the slow families (a network run per call) are capped; detection takes the rest
-    shares = {"reconstruct": (0.08, 250), "checkpoint": (0.04, 100), "facemodel": (0.08, 400)}
+    shares = {"reconstruct": (0.08, 250), "checkpoint": (0.04, 100), "facemodel": (0.08, 400),
+              "datafolder": (0.04, 300)}
+    shares = {k: v for k, v in shares.items() if k in only}
     sizes = {k: max(1, min(cap, int(round(cases * v)))) for k, (v, cap) in shares.items()}
-    sizes["detect"] = max(1, cases - sum(sizes.values()))
-    families = [
-        ("detect", detect_batches(rng, seeds, sizes["detect"], work, good, timeout)),
-        ("reconstruct", reconstruct_batches(rng, seeds, sizes["reconstruct"], work, good, timeout)),
-        ("checkpoint", damaged_checkpoints(rng, sizes["checkpoint"], work, good, timeout)),
-        ("facemodel", face_model_files(rng, sizes["facemodel"], work, timeout)),
-    ]
-    counts, failures, inputs, lost = Counter(), [], 0, 0
+    if "detect" in only:
+        sizes["detect"] = max(1, cases - sum(sizes.values()))
+    elif len(only) == 1:  # one slow family alone takes every case
+        sizes[only[0]] = cases
+    makers = {
+        "detect": lambda n: detect_batches(rng, seeds, n, work, good, timeout),
+        "reconstruct": lambda n: reconstruct_batches(rng, seeds, n, work, good, timeout),
+        "checkpoint": lambda n: damaged_checkpoints(rng, n, work, good, timeout),
+        "facemodel": lambda n: face_model_files(rng, n, work, timeout),
+        "datafolder": lambda n: data_folders(rng, n, work, timeout),
+    }
+    families = [(name, makers[name](sizes[name])) for name in FAMILIES if name in sizes]
+    counts, failures, inputs, lost, detail = Counter(), [], 0, 0, []
     started = time.perf_counter()
     for family, calls in families:
         for names, result, kept in calls:
             inputs += len(names)
             counts[(family, result["outcome"])] += 1
+            last = ([line for line in result["stderr"].splitlines() if line.strip()] or [""])[-1]
+            detail.append({"family": family, "inputs": names[:3], "outcome": result["outcome"], "said": last[:300]})
             if kept is False:
                 lost += 1
             if result["outcome"] in ("traceback", "crash", "hang", "messy") or kept is False:
@@ -278,7 +376,7 @@ def run(cases: int, seed: int, out: Path, timeout: float) -> dict:
         outcomes[outcome] += n
     summary = {"inputs": inputs, "calls": sum(counts.values()), "seconds": round(time.perf_counter() - started, 1),
                "outcomes": dict(outcomes), "per_family": {f"{f}/{o}": n for (f, o), n in sorted(counts.items())},
-               "good_inputs_lost": lost, "failures": failures}
+               "good_inputs_lost": lost, "failures": failures, "calls_detail": detail}
     return summary
 
 
@@ -288,9 +386,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per call before it counts as a hang")
     parser.add_argument("-o", "--output", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                        help="case families to run (default: all)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    summary = run(args.cases, args.seed, args.output, args.timeout)
+    summary = run(args.cases, args.seed, args.output, args.timeout, tuple(args.families))
     (args.output / "fuzz.json").write_text(json.dumps(summary, indent=2))
     print(f"{summary['inputs']} hostile inputs in {summary['calls']} calls, {summary['seconds']} s")
     for key, n in summary["per_family"].items():

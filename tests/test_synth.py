@@ -47,6 +47,12 @@ def test_resume_skips_and_regenerates_identically(train_folder):
     (train_folder / shard_name(1)).unlink()
     _, made = generate(train_folder, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
     assert made == 1 and (train_folder / shard_name(1)).read_bytes() == before
+    # a readable shard whose content no longer matches the manifest's checksum is made again
+    arrays = read_npz(train_folder / shard_name(1))
+    arrays["camera"] = np.zeros_like(arrays["camera"])
+    np.savez(train_folder / shard_name(1), **arrays)
+    _, made = generate(train_folder, "default", 10, 3, tiny_config(), shard_size=4, progress=False)
+    assert made == 1 and (train_folder / shard_name(1)).read_bytes() == before
     with pytest.raises(OferError, match="holds other data"):
         generate(train_folder, "default", 10, 4, tiny_config(), shard_size=4, progress=False)
 

@@ -161,15 +161,21 @@ def existing_record(folder: Path, index: int, start: int, count: int, kind: str 
 
 def _plan(folder: Path, manifest: Manifest) -> tuple[dict[int, ShardRecord], list[tuple]]:
     """(finished shards by index, jobs for the missing ones); a folder with another recipe is refused."""
-    if (folder / MANIFEST).is_file() and not Manifest.load(folder).same_recipe(manifest):
-        raise InputError(f"{folder} holds other data (different settings, seed, size, face model or encoders); "
-                         "choose another folder")
+    recorded = {}
+    if (folder / MANIFEST).is_file():
+        saved = Manifest.load(folder)
+        if not saved.same_recipe(manifest):
+            raise InputError(f"{folder} holds other data (different settings, seed, size, face model or encoders); "
+                             "choose another folder")
+        recorded = {record.name: record.checksum for record in saved.shards}
     if not (folder / MANIFEST).is_file() and folder.is_dir() and any(folder.glob("shard_*.npz")):
         raise InputError(f"{folder} holds shards but no {MANIFEST} naming their recipe; choose another folder")
     records, jobs = {}, []
     for index in range(manifest.num_shards):
         start, count = manifest.shard_range(index)
         record = existing_record(folder, index, start, count, manifest.kind)
+        if record is not None and recorded.get(record.name, record.checksum) != record.checksum:
+            record = None  # readable, but not the shard the manifest recorded (changed since): made again
         if record is None:
             jobs.append((folder, index, start, count, manifest.seed))
         else:
