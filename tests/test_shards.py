@@ -58,6 +58,37 @@ def test_dataset_reads_every_sample_in_order(tmp_path):
         ds[5]
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("shape", np.zeros((1, 3), np.float32), "field 'shape' has 1 rows, the manifest says 2"),
+    ("shape", np.zeros((0, 3), np.float32), "field 'shape' has 0 rows, the manifest says 2"),
+    ("idx", np.array("x"), "field 'idx' is not numeric: dtype <U1"),
+    ("idx", np.float32(3.0), "field 'idx' has no rows"),
+])
+def test_a_shard_edited_after_it_was_made_is_refused_in_one_line(tmp_path, field, value, message):
+    """Fields of another length would silently pair one sample's shape with another's embedding."""
+    make_folder(tmp_path)
+    arrays = read_npz(tmp_path / shard_name(1))
+    arrays[field] = value
+    np.savez(tmp_path / shard_name(1), **arrays)
+    ds = ShardDataset(tmp_path, fields=("shape", "idx"))
+    assert int(ds[0]["idx"]) == 0  # the intact shard still reads
+    with pytest.raises(InputError, match=f"{shard_name(1)}: damaged shard \\({message}"):
+        ds[2]
+    with pytest.raises(InputError, match="damaged shard"):
+        ds.arrays(["idx"])
+
+
+def test_a_member_that_does_not_inflate_is_a_damaged_shard(tmp_path):
+    """zlib's error comes when numpy reads the member, after the zip directory looked fine."""
+    write_npz(tmp_path / "x.npz", {"a": np.arange(4000, dtype=np.float32)})
+    data = bytearray((tmp_path / "x.npz").read_bytes())
+    start = data.index(b"a.npy") + len(b"a.npy") + 40  # inside the deflated data of the first member
+    data[start:start + 64] = bytes(64)
+    (tmp_path / "x.npz").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="x.npz: damaged shard"):
+        read_npz(tmp_path / "x.npz")
+
+
 def test_manifest_round_trip_and_missing_shard(tmp_path):
     manifest = make_folder(tmp_path)
     again = Manifest.load(tmp_path)

@@ -1,5 +1,7 @@
 """The synthetic data engine on tiny sizes: determinism, resume, ground truth, protocol rules, preview."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -128,6 +130,37 @@ def test_preview_draws_a_sheet(train_folder, tmp_path):
 
     sheet = contact_sheet(train_folder, count=4, columns=2)
     assert sheet.size == (320, 320)
+
+
+@pytest.mark.parametrize("category", [None, np.nan, 99])
+def test_preview_labels_a_missing_or_unknown_occluder_category(train_folder, tmp_path, category):
+    from ofer.data.preview import contact_sheet
+
+    folder = tmp_path / "data"
+    shutil.copytree(train_folder, folder)
+    arrays = read_npz(folder / shard_name(0))
+    if category is None:
+        del arrays["category"]
+    else:
+        arrays["category"] = np.full(len(arrays["category"]), category, np.float32)
+    np.savez(folder / shard_name(0), **arrays)
+    assert contact_sheet(folder, count=2, columns=2).size == (320, 160)
+
+
+def test_training_refuses_data_with_nan_in_a_field_it_reads(train_folder, tmp_path, capsys):
+    from ofer.cli.main import main
+
+    folder = tmp_path / "data"
+    shutil.copytree(train_folder, folder)
+    arrays = read_npz(folder / shard_name(1))
+    arrays["arcface"][2, 7] = np.nan
+    np.savez(folder / shard_name(1), **arrays)
+    code = main(["train", "idgen", "--data", str(folder), "-o", str(tmp_path / "run"), "--epochs", "1",
+                 "--batch", "4", "--widths", "8", "4", "4", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{folder}: damaged data: field 'arcface' holds NaN or infinite values" in err
+    assert not (tmp_path / "run" / "idgen" / "last.pt").exists()
 
 
 def test_keypoints_from_landmarks():

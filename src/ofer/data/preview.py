@@ -56,7 +56,8 @@ def annotate(record: dict, points: np.ndarray, num_vertices: int) -> Image.Image
     for idx in np.nonzero(front)[0][::2]:
         x, y = points[idx]
         draw.point((float(x), float(y)), fill=VISIBLE_RGB if unoccluded[idx] else HIDDEN_RGB)
-    label = CATEGORIES[int(record["category"])]
+    category = float(record["category"]) if "category" in record else math.nan
+    label = CATEGORIES[int(category)] if category in range(len(CATEGORIES)) else "occluder ?"
     if "identity" in record:
         label += f" id{int(record['identity'])}"
     draw.rectangle([0, 0, 7 * len(label) + 6, 13], fill=(0, 0, 0))

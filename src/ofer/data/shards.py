@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..config import Config, ConfigError, require, require_int
 from ..errors import CheckpointError, InputError
 from ..io.atomic import atomic_path, write_text
-from ..io.numpy_files import numpy_error
+from ..io.numpy_files import NPZ_ERRORS, numpy_error
 from ..runs import FACE_MODEL_KEYS, check_fingerprint
 
 MANIFEST = "manifest.json"
@@ -82,8 +82,21 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except NPZ_ERRORS as exc:
         raise InputError(f"{path}: damaged shard ({numpy_error(exc)})") from None
+
+
+def check_shard(arrays: dict[str, np.ndarray], path: str | Path, count: int) -> dict[str, np.ndarray]:
+    """``arrays`` if it is a shard of ``count`` samples: every field numeric (or boolean) with ``count``
+    rows; otherwise :class:`InputError` naming the file and the field (a shard edited or damaged
+    after it was made would else misalign the samples of its fields)."""
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"{path}: damaged shard (field {key!r} is not numeric: dtype {array.dtype})")
+        if array.ndim == 0 or len(array) != count:
+            rows = "no rows" if array.ndim == 0 else f"{len(array)} rows"
+            raise InputError(f"{path}: damaged shard (field {key!r} has {rows}, the manifest says {count})")
+    return arrays
 
 
 def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -254,7 +267,7 @@ class ShardDataset(Dataset):
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        arrays = read_npz(self.folder / shard_name(index))
+        arrays = self._read(index)
         if self.fields is not None:
             unknown = [f for f in self.fields if f not in arrays]
             if unknown:
@@ -264,6 +277,10 @@ class ShardDataset(Dataset):
         while len(self._cache) > self.cache_shards:
             self._cache.popitem(last=False)
         return arrays
+
+    def _read(self, index: int) -> dict[str, np.ndarray]:
+        path = self.folder / shard_name(index)
+        return check_shard(read_npz(path), path, self.manifest.shard_range(index)[1])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):
@@ -276,7 +293,7 @@ class ShardDataset(Dataset):
         """Whole columns (N, ...) of the given fields, concatenated over all shards."""
         parts: dict[str, list] = {f: [] for f in fields}
         for index in range(self.manifest.num_shards):
-            data = read_npz(self.folder / shard_name(index))
+            data = self._read(index)
             for f in parts:
                 parts[f].append(data[f])
         return {f: np.concatenate(v) for f, v in parts.items()}

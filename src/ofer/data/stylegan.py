@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import OferError
 from ..io.atomic import atomic_path
-from ..io.numpy_files import numpy_error
+from ..io.numpy_files import NPZ_ERRORS, numpy_error
 from ..paths import cache_dir
 
 Z_DIM = 512
@@ -183,7 +183,7 @@ def style_directions(digest: str, path: Optional[Path] = None) -> StyleDirection
                                     data["gains"].astype(np.float64), data["intercepts"].astype(np.float64),
                                     data["spread"].astype(np.float64), data["r2"].astype(np.float64),
                                     str(data["digest"]))
-    except (OSError, KeyError, ValueError, NotImplementedError, RuntimeError, EOFError) as exc:
+    except (*NPZ_ERRORS, KeyError) as exc:
         raise OferError(f"{path}: no readable style directions ({numpy_error(exc)}); make them with scripts/style_directions.py") from None
     if found.digest != digest:
         raise OferError(f"{path}: style directions made for other generator weights "

@@ -66,6 +66,7 @@ from .shards import (
     Manifest,
     ShardRecord,
     arrays_checksum,
+    check_shard,
     pack_bits,
     read_npz,
     shard_name,
@@ -147,10 +148,8 @@ def existing_record(folder: Path, index: int, start: int, count: int, kind: str 
     if not path.is_file():
         return None
     try:
-        arrays = read_npz(path)
+        arrays = check_shard(read_npz(path), path, count)
     except InputError:
-        return None
-    if len(next(iter(arrays.values()))) != count:
         return None
     try:
         stats = engine(kind)[2](arrays)

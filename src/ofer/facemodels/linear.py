@@ -27,7 +27,6 @@ Vertices (metres)::
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import FaceModelError
-from ..io.numpy_files import numpy_error
+from ..io.numpy_files import NPZ_ERRORS, numpy_error
 from ..geometry import rodrigues
 from .base import FaceModel, PriorSample
 
@@ -108,8 +107,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
-        # zipfile: NotImplementedError (unknown compression, strong encryption), RuntimeError (password)
+    except NPZ_ERRORS as exc:
         raise FaceModelError(f"npz: {path}: not a readable .npz file ({numpy_error(exc)})") from None
     for key in ("v_template", "faces", "shapedirs"):
         if key not in arrays:

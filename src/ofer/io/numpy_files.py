@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+
 from ..errors import first_line
+
+# What reading a damaged .npy/.npz raises: zipfile (BadZipFile; NotImplementedError for an unknown
+# compression or strong encryption; RuntimeError for a password), zlib while inflating a member
+# (numpy reads members lazily, so this can come on first access), numpy (ValueError), the OS.
+NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError)
 
 PICKLE_HINTS = ("pickled", "allow_pickle")
 
@@ -17,4 +25,4 @@ def numpy_error(exc: BaseException) -> str:
     return text
 
 
-__all__ = ["numpy_error"]
+__all__ = ["NPZ_ERRORS", "numpy_error"]

@@ -178,7 +178,10 @@ class TrainingData:
             except KeyError as exc:
                 raise InputError(f"{part.path}: the data (kind {part.manifest.kind!r}) have no field {exc}") from None
             for f in fields:
-                columns[f].append(np.asarray(arrays[f], dtype=np.float32))
+                column = np.asarray(arrays[f], dtype=np.float32)
+                if not np.isfinite(column).all():  # a NaN in one row would make every weight NaN
+                    raise InputError(f"{part.path}: damaged data: field {f!r} holds NaN or infinite values")
+                columns[f].append(column)
         for f, chunks in columns.items():
             shapes = {c.shape[1:] for c in chunks}
             if len(shapes) > 1:
