@@ -99,6 +99,11 @@ def check_shard(arrays: dict[str, np.ndarray], path: str | Path, count: int) -> 
     return arrays
 
 
+def read_shard(path: str | Path, count: int) -> dict[str, np.ndarray]:
+    """:func:`read_npz` of a shard that must hold ``count`` samples (:func:`check_shard`)."""
+    return check_shard(read_npz(path), path, count)
+
+
 def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 of the arrays' names, dtypes, shapes and bytes (independent of file encoding)."""
     digest = hashlib.sha256()
@@ -279,8 +284,7 @@ class ShardDataset(Dataset):
         return arrays
 
     def _read(self, index: int) -> dict[str, np.ndarray]:
-        path = self.folder / shard_name(index)
-        return check_shard(read_npz(path), path, self.manifest.shard_range(index)[1])
+        return read_shard(self.folder / shard_name(index), self.manifest.shard_range(index)[1])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):

@@ -66,9 +66,8 @@ from .shards import (
     Manifest,
     ShardRecord,
     arrays_checksum,
-    check_shard,
     pack_bits,
-    read_npz,
+    read_shard,
     shard_name,
     sum_stats,
     unpack_bits,
@@ -148,7 +147,7 @@ def existing_record(folder: Path, index: int, start: int, count: int, kind: str 
     if not path.is_file():
         return None
     try:
-        arrays = check_shard(read_npz(path), path, count)
+        arrays = read_shard(path, count)
     except InputError:
         return None
     try:
@@ -167,7 +166,7 @@ def _plan(folder: Path, manifest: Manifest) -> tuple[dict[int, ShardRecord], lis
             raise InputError(f"{folder} holds other data (different settings, seed, size, face model or encoders); "
                              "choose another folder")
         recorded = {record.name: record.checksum for record in saved.shards}
-    if not (folder / MANIFEST).is_file() and folder.is_dir() and any(folder.glob("shard_*.npz")):
+    elif folder.is_dir() and any(folder.glob("shard_*.npz")):
         raise InputError(f"{folder} holds shards but no {MANIFEST} naming their recipe; choose another folder")
     records, jobs = {}, []
     for index in range(manifest.num_shards):
