@@ -218,3 +218,43 @@ def test_missing_or_foreign_directions_are_one_line(capsys, tmp_path, monkeypatc
     monkeypatch.setattr(stylegan, "DIRECTIONS_FILE", other.save(tmp_path / "other.npz"))
     assert main(["synth", "photo", "--n", "1", "--expressions", "2", "-o", str(tmp_path / "x")]) == 2
     assert "other generator weights" in capsys.readouterr().err
+
+
+def _with_closing(toy, tmp_path, monkeypatch):
+    """``toy`` plus an eye-closing direction (saved as the installed directions)."""
+    from ofer.data import stylegan
+
+    closing = np.zeros((1, 512))
+    closing[0, 7] = 1.0
+    grown = stylegan.StyleDirections(toy.names + (stylegan.CLOSING,), np.concatenate([toy.directions, closing]),
+                                     np.append(toy.gains, 0.06), np.append(toy.intercepts, 0.1),
+                                     np.append(toy.spread, 0.5), np.append(toy.r2, 0.6), toy.digest)
+    monkeypatch.setattr(stylegan, "DIRECTIONS_FILE", grown.save(tmp_path / "closing.npz"))
+    return grown
+
+
+def test_closed_eyes_move_along_the_closing_direction_only(toy_directions, tmp_path, monkeypatch, default_model):
+    from ofer.data.photo import PhotoMaker
+
+    old = PhotoMaker("default", tiny_config(expressions=6)).styles(3, SEED, 0)
+    grown = _with_closing(toy_directions, tmp_path, monkeypatch)
+    kept = PhotoMaker("default", tiny_config(expressions=6)).styles(3, SEED, 0)
+    # the extra direction is not a random move: the older data stay as they were
+    assert all(np.array_equal(a, b) for a, b in zip(old[0], kept[0]))
+    assert np.array_equal(old[1], kept[1][:, :-1]) and not kept[1][:, -1].any()
+    styles, moves = PhotoMaker("default", tiny_config(expressions=6, closed_eyes_fraction=1.0)).styles(3, SEED, 0)
+    assert not moves[0].any() and np.array_equal(styles[0], kept[0][0])
+    np.testing.assert_allclose(moves[1:, -1], 14.0 * 0.5)
+    assert not moves[1:, :-1].any()
+    np.testing.assert_allclose(styles[1] - styles[0], 7.0 * grown.directions[-1][None], atol=1e-5)
+    half = PhotoMaker("default", tiny_config(expressions=16, closed_eyes_fraction=0.5)).styles(3, SEED, 0)[1]
+    assert 0 < np.count_nonzero(half[:, -1]) < 15
+
+
+def test_closed_eyes_options_are_one_line(capsys, toy_directions, tmp_path):
+    for argv, text in ((["--closed-eyes", "1.5", "--expressions", "2"], "--closed-eyes must be a fraction"),
+                       (["--closed-eyes", "0.5"], "--closed-eyes moves expression pictures"),
+                       (["--closed-eyes", "0.5", "--expressions", "2"], "'eyesClosed' style direction")):
+        assert main(["synth", "photo", "--n", "1", *argv, "-o", str(tmp_path / "z")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and text in err and not (tmp_path / "z").exists()

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     photo.add_argument("--expressions", type=int, default=1,
                        help="pictures per identity: the drawn face and P-1 copies moved along expression "
                             "directions of the style space, fitted with one shared shape")
+    photo.add_argument("--closed-eyes", type=float, default=0.0, metavar="FRACTION",
+                       help="share of the moved expression pictures that shut the eyes instead (0..1)")
     photo.add_argument("--seed", type=int, default=0)
     photo.add_argument("--workers", type=int, default=1, help="processes (one per core)")
     photo.add_argument("--psi", type=float, default=0.7, help="truncation towards the mean face (0..1 typical)")
@@ -81,8 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     require_int(args.seed, "--seed", 0)
     require_int(args.workers, "--workers", 1)
     require_int(args.shard_size, "--shard-size", 1)
-    if not 0.0 <= args.closed_eyes <= 1.0:  # also refuses NaN
-        raise ConfigError(f"--closed-eyes must be a fraction in [0, 1], got {args.closed_eyes!r}")
+    _check_closed_eyes(args.closed_eyes)
     synth_encoders(args.appearance)  # an unknown name is refused before the face model loads
     changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
     if args.closed_eyes:
@@ -96,14 +97,22 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_closed_eyes(fraction: float) -> None:
+    if not 0.0 <= fraction <= 1.0:  # also refuses NaN
+        raise ConfigError(f"--closed-eyes must be a fraction in [0, 1], got {fraction!r}")
+
+
 def run_photo(args: argparse.Namespace) -> int:
     from ..data.photo import PhotoConfig, check_photo_options, generate_photo
     from ..data.stylegan import weights_folder
     from ..data.synth import parse_mix, synth_encoders
 
     check_photo_options(args.n, args.seed, args.workers, args.shard_size, args.variants, args.psi, args.expressions)
+    _check_closed_eyes(args.closed_eyes)
     synth_encoders(args.appearance)
     changes = {"occluder_mix": parse_mix(args.mix)} if args.mix else {}
+    if args.closed_eyes:
+        changes["closed_eyes_fraction"] = args.closed_eyes
     config = PhotoConfig(variants=args.variants, expressions=args.expressions, psi=args.psi,
                          store_clean_image=args.clean_images, **changes)
     weights_folder()  # the install hint comes before the face model loads

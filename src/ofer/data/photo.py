@@ -15,7 +15,8 @@ engine's occluders and degradation (:func:`ofer.data.sample.occluded_pictures`) 
 With ``expressions`` P > 1 a face has P pictures: the drawn style and P - 1 copies moved along one
 of the expression directions of the style space (:class:`ofer.data.stylegan.StyleDirections`:
 smile, jaw open, blink; a random one each, by a uniform move in +-``expression_step`` spreads of the
-styles along it), fitted together with one shared shape (a multi-image fit), so the
+styles along it; a share ``closed_eyes_fraction`` of them shut the eyes instead, by ``closing_step``
+spreads along ``eyesClosed``), fitted together with one shared shape (a multi-image fit), so the
 pictures share one identity label. Record ``r`` is copy ``r % variants`` of picture
 ``(r // variants) % P`` of face ``r // (P variants)``; extra fields ``picture`` (int8) and
 ``style_move`` (D,) (the move along each direction).
@@ -62,7 +63,8 @@ from ..render.shading import SHShader
 from .recipe import DEFAULT_MIX, RANGES, _require_number, validate_occlusion_recipe
 from .sample import category_weights, embed_records, occluded_pictures
 from .shards import Manifest, pack_bits, stack_samples
-from .stylegan import PHOTO_EXTRA_HINT, Z_DIM, face_generator, style_directions, weights_digest, weights_folder
+from .stylegan import (CLOSING, PHOTO_EXTRA_HINT, Z_DIM, face_generator, style_directions, weights_digest,
+                       weights_folder)
 
 PHOTO_VERSION = "ofer-photo/1"
 # Median SCRFD box width / picture width of `ofer synth train` pictures (48 samples of seed 11:
@@ -81,6 +83,11 @@ class PhotoConfig(Config):
     variants: int = 3
     expressions: int = 1
     expression_step: float = 4.0  # beyond about 5 spreads, blink adds glasses and age (looked at)
+    # share of the moved pictures whose eyes are shut instead, by a move of closing_step spreads along the
+    # identity-kept eye-closing direction: FFHQ faces almost never close their eyes (MediaPipe's blink
+    # > 0.5 in 0.4 % of them), so ExpGen never learns that hidden eyes may be shut
+    closed_eyes_fraction: float = 0.0
+    closing_step: float = 14.0  # eyes shut, the person kept (6 faces looked at: ArcFace cosine 0.64-0.73)
     box_fraction: float = BOX_FRACTION
     box_centre_y: float = BOX_CENTRE_Y
     max_yaw_deg: float = 45.0
@@ -112,6 +119,8 @@ class PhotoConfig(Config):
         require_int(self.variants, "photo config: variants", 1, 100)
         require_int(self.expressions, "photo config: expressions", 1, 16)
         _require_number(self.expression_step, "expression_step", 0.0, 10.0)
+        _require_number(self.closed_eyes_fraction, "closed_eyes_fraction", 0.0, 1.0)
+        _require_number(self.closing_step, "closing_step", 0.0, 20.0)
         _require_number(self.box_fraction, "box_fraction", 0.05, 1.0)
         _require_number(self.box_centre_y, "box_centre_y", 0.0, 1.0)
         _require_number(self.max_yaw_deg, "max_yaw_deg", 0.0, 180.0)
@@ -250,13 +259,20 @@ class PhotoMaker:
         count = self.config.expressions
         if count == 1:
             return [base], np.zeros((1, 0), np.float32)
-        dirs = self.directions
+        dirs, cfg = self.directions, self.config
+        moving = [k for k, name in enumerate(dirs.names) if name != CLOSING]
         moves = np.zeros((count, len(dirs.names)), np.float32)
         styles = [base]
         for picture in range(1, count):
-            rng = np.random.default_rng([seed, index, attempt, 1000 + picture])
-            k = int(rng.integers(len(dirs.names)))
-            move = float(rng.uniform(-1.0, 1.0) * self.config.expression_step * dirs.spread[k])
+            # its own stream, so that closed_eyes_fraction = 0 keeps the older data byte for byte
+            shut = np.random.default_rng([seed, index, attempt, 2000 + picture]).random() < cfg.closed_eyes_fraction
+            if shut:
+                k = dirs.names.index(CLOSING)
+                move = float(cfg.closing_step * dirs.spread[k])
+            else:
+                rng = np.random.default_rng([seed, index, attempt, 1000 + picture])
+                k = moving[int(rng.integers(len(moving)))]
+                move = float(rng.uniform(-1.0, 1.0) * cfg.expression_step * dirs.spread[k])
             moves[picture, k] = move
             styles.append((base + move * dirs.directions[k][None]).astype(np.float32))
         return styles, moves
@@ -422,7 +438,12 @@ def generate_photo(folder: str | Path, spec: str, num_faces: int, seed: int, con
     config.validate()
     weights_folder()
     if config.expressions > 1:
-        style_directions(weights_digest(weights_folder()))  # one line before any work when they are missing
+        found = style_directions(weights_digest(weights_folder()))  # one line before any work when they are missing
+        if config.closed_eyes_fraction > 0 and CLOSING not in found.names:
+            raise OferError(f"closed eyes need the {CLOSING!r} style direction, which the installed style "
+                            "directions lack; refit them with scripts/style_directions.py")
+    elif config.closed_eyes_fraction > 0:
+        raise ConfigError("--closed-eyes moves expression pictures: it needs --expressions 2 or more")
     encoders = synth_encoders(appearance)
     manifest = photo_manifest(spec, num_faces, seed, config, faces_per_shard, encoders)
     return run_plan(Path(folder), manifest, spec, encoders, workers, progress)

@@ -164,6 +164,11 @@ DIRECTIONS_FILE = Path(__file__).parent / "stylegan_directions.npz"
 # changed the ethnicity of the faces looked at and is left out.
 READOUTS = {"smile": ("mouthSmileLeft", "mouthSmileRight"), "jawOpen": ("jawOpen",),
             "blink": ("eyeBlinkLeft", "eyeBlinkRight")}
+# The eye-closing direction: blink's, less its part that changes the person (the styles' subspace that
+# best predicts the ArcFace embedding) and its part along smile. Blink's own direction puts glasses and
+# age on a face beyond about 5 spreads; this one shuts the eyes at 10 spreads and keeps the person.
+# It is not one of the random moves (the photo engine's closed_eyes_fraction uses it).
+CLOSING = "eyesClosed"
 
 
 def readout_score(blendshapes: np.ndarray, name: str) -> np.ndarray:
