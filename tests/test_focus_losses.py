@@ -65,7 +65,8 @@ def test_binary_loss_lowest_for_binary_masks_zero_at_a_half():
     half = torch.full_like(region, 0.5)
     binary = (torch.rand_like(region) > 0.5).float()
     assert binary_loss(region, half, "square") == pytest.approx(0.0, abs=1e-7)
-    assert binary_loss(torch.ones_like(region), half, "l1") == pytest.approx(0.0, abs=1e-7)  # [C]: R M vs 0.5
+    ones = torch.ones_like(region)  # [C]: 0.5 - mean |R M - 0.5|, from 0.5 at M = 0.5 to 0 for a 0/1 mask
+    assert binary_loss(ones, half, "l1") == pytest.approx(0.5) and binary_loss(ones, binary, "l1") == 0
     for form in ("square", "l1"):
         assert binary_loss(region, binary, form) < binary_loss(region, half * 0.9 + 0.05, form)
     assert binary_loss(region, binary, "square") == pytest.approx(-0.25)
