@@ -32,12 +32,13 @@ def test_rates_follow_the_paper_scaled_to_the_run():
 
 
 def test_misfit_prior_is_a_signed_mean_offset():
-    truth = torch.randn(20, 50, 3)
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.randn(20, 50, 3, generator=generator)
     offset = torch.tensor([0.001, -0.002, 0.0005])
     prior = misfit_prior(truth + offset, truth)
     torch.testing.assert_close(prior, offset.expand(50, 3))
-    assert corrected(truth + offset, prior).sub(truth).abs().max() < 1e-7
-    noise = torch.randn(4000, 50, 3) * 0.01
+    assert corrected(truth + offset, prior).sub(truth).abs().max() < 1e-6  # float32 rounding at |x| ~ 3
+    noise = torch.randn(4000, 50, 3, generator=generator) * 0.01
     noise = torch.cat([noise, -noise])  # zero-mean +- errors: a mean absolute error would not vanish
     assert misfit_prior(truth[:1].expand(8000, 50, 3) + noise, truth[:1].expand(8000, 50, 3)).abs().max() < 1e-6
     with pytest.raises(ValueError, match=r"\(N, V, 3\)"):
