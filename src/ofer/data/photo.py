@@ -259,23 +259,11 @@ class PhotoMaker:
         count = self.config.expressions
         if count == 1:
             return [base], np.zeros((1, 0), np.float32)
-        dirs, cfg = self.directions, self.config
-        moving = [k for k, name in enumerate(dirs.names) if name != CLOSING]
-        moves = np.zeros((count, len(dirs.names)), np.float32)
-        styles = [base]
-        for picture in range(1, count):
-            # its own stream, so that closed_eyes_fraction = 0 keeps the older data byte for byte
-            shut = np.random.default_rng([seed, index, attempt, 2000 + picture]).random() < cfg.closed_eyes_fraction
-            if shut:
-                k = dirs.names.index(CLOSING)
-                move = float(cfg.closing_step * dirs.spread[k])
-            else:
-                rng = np.random.default_rng([seed, index, attempt, 1000 + picture])
-                k = moving[int(rng.integers(len(moving)))]
-                move = float(rng.uniform(-1.0, 1.0) * cfg.expression_step * dirs.spread[k])
-            moves[picture, k] = move
-            styles.append((base + move * dirs.directions[k][None]).astype(np.float32))
-        return styles, moves
+        cfg = self.config
+        moves = self.directions.picture_moves([seed, index, attempt], count, cfg.expression_step,
+                                              cfg.closed_eyes_fraction, cfg.closing_step)
+        styles = [base] + [(base + move @ self.directions.directions).astype(np.float32) for move in moves[1:]]
+        return styles, moves.astype(np.float32)
 
     def photo(self, index: int, seed: int, attempt: int) -> np.ndarray:
         """The (1024, 1024, 3) uint8 photo of attempt ``attempt`` at face ``index`` (its first picture)."""

@@ -152,6 +152,25 @@ class StyleDirections:
     r2: np.ndarray
     digest: str
 
+    def picture_moves(self, key: list, count: int, step: float, closed_eyes_fraction: float = 0.0,
+                      closing_step: float = 0.0) -> np.ndarray:
+        """(count, D) float64 moves of one face's pictures, seeded by ``key``: row 0 (the drawn picture) stays;
+        each other row moves along one random read-out direction (not :data:`CLOSING`) by
+        U(-1, 1) x ``step`` spreads or, with probability ``closed_eyes_fraction``, along
+        :data:`CLOSING` by ``closing_step`` spreads."""
+        moving = [k for k, name in enumerate(self.names) if name != CLOSING]
+        moves = np.zeros((count, len(self.names)))
+        for picture in range(1, count):
+            # its own stream, so that closed_eyes_fraction = 0 keeps the older data byte for byte
+            if np.random.default_rng([*key, 2000 + picture]).random() < closed_eyes_fraction:
+                k = self.names.index(CLOSING)
+                moves[picture, k] = closing_step * self.spread[k]
+            else:
+                rng = np.random.default_rng([*key, 1000 + picture])
+                k = moving[int(rng.integers(len(moving)))]
+                moves[picture, k] = float(rng.uniform(-1.0, 1.0) * step * self.spread[k])
+        return moves
+
     def save(self, path: Path) -> Path:
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, names=np.asarray(self.names), directions=self.directions, gains=self.gains,
