@@ -15,8 +15,9 @@ def fake_face(size=160):
     rng = np.random.default_rng(0)
     inner = np.c_[rng.uniform(50, 110, 51), rng.uniform(55, 125, 51)]
     lmk = np.concatenate([jaw, inner])
-    lmk[36:42] = [55, 70]
-    lmk[42:48] = [105, 70]
+    ring = np.c_[[-10, -4, 4, 10, 4, -4], [0, -3, -3, 0, 3, 3]]  # outer corner, top, inner corner, bottom
+    lmk[36:42] = np.array([55, 70]) + ring
+    lmk[42:48] = np.array([105, 70]) + ring[[3, 2, 1, 0, 5, 4]]
     lmk[48:60] = [80, 115]
     lmk[30] = [80, 95]
     lmk[8] = [80, 140]
@@ -31,7 +32,7 @@ def test_emoji_render_is_rgba_with_alpha():
     assert art[..., 3].max() == 255 and (art[..., 3] == 0).any()
 
 
-@pytest.mark.parametrize("category", ["hand", "object", "random"])
+@pytest.mark.parametrize("category", ["hand", "object", "random", "eyes"])
 def test_occluders_cover_part_of_the_face_and_change_only_masked_pixels(category):
     image, lmk, face = fake_face()
     for seed in range(6):
@@ -42,6 +43,28 @@ def test_occluders_cover_part_of_the_face_and_change_only_masked_pixels(category
         changed = np.abs(result.image.astype(int) - image).sum(-1) > 180  # strong change: opaque art
         near_mask = binary_dilation(result.mask, iterations=2)  # anti-aliased edges
         assert (changed & ~near_mask).sum() < 0.005 * changed.size
+
+
+def test_eyewear_covers_both_eyes_and_not_the_mouth():
+    image, lmk, face = fake_face()
+    kinds = set()
+    for seed in range(12):
+        result = occluders.occlude(image, lmk, "eyes", np.random.default_rng(seed))
+        x, y = np.round(lmk[36:48]).astype(int).T
+        assert result.mask[y, x].mean() > 0.9, result.kind
+        mx, my = np.round(lmk[48:60]).astype(int).T
+        assert not result.mask[my, mx].any(), result.kind
+        kinds.add(result.kind.split(" ")[0])
+    assert kinds == {"sunglasses", "eye_band", "emoji"}
+
+
+def test_a_mix_without_eyes_draws_as_before_eyes_existed():
+    from ofer.data.sample import category_weights
+
+    names, weights = category_weights({"hand": 0.3, "object": 0.35, "random": 0.25, "none": 0.1})
+    assert names == ["hand", "object", "random", "none"] and np.allclose(weights, [0.3, 0.35, 0.25, 0.1])
+    names, _ = category_weights({"eyes": 1.0, "hand": 1.0})
+    assert names == ["hand", "eyes"]
 
 
 def test_same_seed_same_occluder():

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     train.add_argument("-o", "--output", required=True, type=Path, help="data folder")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workers", type=int, default=1, help="processes (one per core)")
-    train.add_argument("--mix", default=None, help="occluder mix, e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
+    train.add_argument("--mix", default=None, help="occluder mix over hand, object, random, none, eyes (eyewear, bands), e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
     train.add_argument("--shard-size", type=int, default=32)
     train.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
     train.add_argument("--closed-eyes", type=float, default=0.0, metavar="FRACTION",
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     photo.add_argument("--workers", type=int, default=1, help="processes (one per core)")
     photo.add_argument("--psi", type=float, default=0.7, help="truncation towards the mean face (0..1 typical)")
     photo.add_argument("--shard-size", type=int, default=8, help="faces per shard")
-    photo.add_argument("--mix", default=None, help="occluder mix, e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
+    photo.add_argument("--mix", default=None, help="occluder mix over hand, object, random, none, eyes (eyewear, bands), e.g. hand=0.3,object=0.35,random=0.25,none=0.1")
     photo.add_argument("--clean-images", action="store_true", help="also store the unoccluded pictures")
     photo.add_argument("--appearance", default=None, metavar="NAME", help=APPEARANCE_HELP)
     photo.set_defaults(func=run_photo)

@@ -4,8 +4,9 @@ Art comes from two sources, never from files shipped with the project:
 
 - emoji of Debian's ``fonts-noto-color-emoji`` (Apache-2.0/OFL), rendered with Pillow into RGBA
   images (hands get a random skin-tone modifier);
-- procedural drawings: surgical masks and scarves fitted to the face's landmarks, and random
-  shapes (ellipses, polygons, bars) filled with plain colours, gradients, stripes, checks or noise.
+- procedural drawings: surgical masks and scarves fitted to the face's landmarks, sunglasses and
+  bands over the eyes, and random shapes (ellipses, polygons, bars) filled with plain colours,
+  gradients, stripes, checks or noise.
 
 Placement uses the 2D iBUG-68 landmarks of the face in the image, so sunglasses sit on the eyes,
 masks on the nose and mouth, and hands or objects somewhere over the face.
@@ -24,7 +25,8 @@ from ..errors import OferError
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_SIZE = 109  # the bitmap strike of Noto Color Emoji
-CATEGORIES = ("hand", "object", "random", "none")
+# "eyes" (eyewear and bands over the eyes) came last so that older mixes, which lack it, draw as before
+CATEGORIES = ("hand", "object", "random", "none", "eyes")
 SKIN_TONES = ("", "\U0001F3FB", "\U0001F3FC", "\U0001F3FD", "\U0001F3FE", "\U0001F3FF")
 HAND_GLYPHS = ("\u270B", "\U0001F91A", "\U0001F590", "\U0001F44B", "\U0001F44D", "\U0001F44C", "\u270C", "\U0001F91E", "\U0001F44A", "\U0001F91B")
 # Hand-held or worn objects: glyph -> where it goes ("eyes", "mouth", "cheek", "forehead", "any").
@@ -198,6 +200,58 @@ def _scarf_band(image, landmarks, rng) -> Occlusion:
     return Occlusion(out, mask, "object", "scarf_band")
 
 
+def _eyewear(image, landmarks, rng) -> Occlusion:
+    """Something over both eyes: procedural sunglasses (40 %), a cloth band (30 %) or an eye glyph."""
+    choice = rng.random()
+    if choice < 0.4:
+        return _sunglasses(image, landmarks, rng)
+    if choice < 0.7:
+        return _eye_band(image, landmarks, rng)
+    glyphs = [glyph for glyph, where in OBJECT_GLYPHS.items() if where == "eyes"]
+    frame = face_frame(landmarks)
+    glyph = glyphs[rng.integers(len(glyphs))]
+    art = transform_art(render_emoji(glyph), frame["width"] * rng.uniform(0.85, 1.05), -frame["angle"], rng.random() < 0.5)
+    out, mask = paste_art(image, art, tuple(frame["eyes"] + rng.normal(0, 0.03, 2) * frame["width"]))
+    return Occlusion(out, mask, "eyes", f"emoji U+{ord(glyph):04X}")
+
+
+def _sunglasses(image, landmarks, rng) -> Occlusion:
+    """Two dark lenses (rounded, tilted with the eyes) centred on the eyes, and a bridge."""
+    height, width = image.shape[:2]
+    frame = face_frame(landmarks)
+    eye_width = float(np.linalg.norm(landmarks[39] - landmarks[36]) + np.linalg.norm(landmarks[45] - landmarks[42])) / 2
+    half = eye_width * rng.uniform(0.8, 1.0) * np.array([1.0, rng.uniform(0.6, 0.85)])
+    angle = np.radians(frame["angle"])
+    axes = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    power = rng.uniform(0.4, 1.0)  # 1: ellipse; smaller: a rounder rectangle
+    outline = np.c_[np.sign(np.cos(t)) * np.abs(np.cos(t)) ** power, np.sign(np.sin(t)) * np.abs(np.sin(t)) ** power]
+    mask_image = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask_image)
+    centres = [eye.mean(0) - axes[1] * half[1] * 0.15 for eye in (landmarks[36:42], landmarks[42:48])]
+    for centre in centres:
+        draw.polygon([tuple(p) for p in centre + (outline * half) @ axes], fill=255)
+    draw.line([tuple(c + axes[0] * half[0] * side) for c, side in zip(centres, (1, -1))], fill=255,
+              width=max(2, int(0.03 * frame["width"])))
+    mask = np.asarray(mask_image) > 127
+    tint = np.array([(25, 25, 30), (60, 40, 25), (20, 35, 60), (70, 70, 75)][rng.integers(4)], float) + rng.normal(0, 6, 3)
+    shine = np.linspace(1.25, 0.8, height)[:, None, None]  # a vertical gradient reads as glass
+    out = np.where(mask[..., None], np.clip(tint * shine, 0, 255), image).astype(np.uint8)
+    return Occlusion(out, mask, "eyes", "sunglasses")
+
+
+def _eye_band(image, landmarks, rng) -> Occlusion:
+    """A band of cloth across the eyes, from the brows to below the eyes (a blindfold, a bandana)."""
+    frame = face_frame(landmarks)
+    top = landmarks[17:27, 1].min() - rng.uniform(0.0, 0.08) * frame["width"]
+    bottom = landmarks[[40, 41, 46, 47], 1].max() + rng.uniform(0.03, 0.12) * frame["width"]
+    left, right = landmarks[0][0] - 0.15 * frame["width"], landmarks[16][0] + 0.15 * frame["width"]
+    slope = np.tan(np.radians(frame["angle"])) * (right - left) / 2
+    polygon = np.array([[left, top - slope], [right, top + slope], [right, bottom + slope], [left, bottom - slope]])
+    out, mask = _draw_polygon(image, polygon, _cloth_colour(rng), rng)
+    return Occlusion(out, mask, "eyes", "eye_band")
+
+
 def random_texture(height: int, width: int, rng) -> np.ndarray:
     """(H, W, 3) uint8 texture: plain, gradient, stripes, checks or smoothed noise."""
     kind = rng.integers(5)
@@ -259,6 +313,8 @@ def occlude(image: np.ndarray, landmarks: np.ndarray, category: str, rng: np.ran
         return _hand(image, landmarks, rng)
     if category == "random":
         return _random_shapes(image, landmarks, rng)
+    if category == "eyes":
+        return _eyewear(image, landmarks, rng)
     if category == "object":
         choice = rng.random()
         if choice < 0.15:
