@@ -7,6 +7,7 @@ Every option is validated before any network runs. Each image's random numbers c
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -132,4 +133,6 @@ def _result_line(path: Path, result, folder: Path) -> str:
     line = f"{path}: {count} hypothes{'es' if count > 1 else 'is'}, identity {result.chosen + 1}/{len(result.shapes)}"
     if result.placement is None:
         return f"{line} -> {folder}"
-    return f"{line}, reprojection {result.reprojection_error[0]:.1f} px -> {folder} (see overlay.png)"
+    error = result.reprojection_error[0]
+    placed = "" if not math.isfinite(error) else f", reprojection {error:.1f} px"  # NaN: placed without landmarks
+    return f"{line}{placed} -> {folder} (see overlay.png)"

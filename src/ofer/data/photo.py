@@ -57,6 +57,7 @@ from ..errors import OferError
 from ..facemodels import load_face_model
 from ..fitting import FitOptions, LandmarkObservations, Placement, fit_landmarks, observe
 from ..frontend import FaceLandmarks, get_frontend, ibug68_from_mediapipe, main_face
+from ..frontend.align import BOX_CENTRE_Y, BOX_FRACTION, crop_photo, crop_window
 from ..render.cameras import FRONTAL_R
 from ..render.renderer import MeshRenderer, make_rasterizer
 from ..render.shading import SHShader
@@ -67,10 +68,6 @@ from .stylegan import (CLOSING, PHOTO_EXTRA_HINT, Z_DIM, face_generator, style_d
                        weights_folder)
 
 PHOTO_VERSION = "ofer-photo/1"
-# Median SCRFD box width / picture width of `ofer synth train` pictures (48 samples of seed 11:
-# median 0.405, 10-90 % 0.34-0.46) and the box centre's height (median 0.521 of the picture).
-BOX_FRACTION = 0.405
-BOX_CENTRE_Y = 0.521
 REJECTIONS = ("no_face", "no_landmarks", "pose", "fit_error")
 
 
@@ -149,49 +146,6 @@ def head_angles(rotation: np.ndarray) -> np.ndarray:
     pitch = -math.atan2(head[2, 1], head[2, 2])
     roll = math.atan2(head[1, 0], head[0, 0])
     return np.degrees([yaw, pitch, roll])
-
-
-def crop_window(box: np.ndarray, fraction: float, centre_y: float) -> tuple[int, int, int]:
-    """Integer square window x0, y0, side around a detector box (4,): the box spans ``fraction`` of
-    the side, its centre sits at half the width and ``centre_y`` of the height."""
-    x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
-    side = max(1, round((x2 - x1) / fraction))
-    return round(0.5 * (x1 + x2) - 0.5 * side), round(0.5 * (y1 + y2) - centre_y * side), side
-
-
-def crop_photo(photo: np.ndarray, window: tuple[int, int, int], size: int) -> np.ndarray:
-    """The (size, size, 3) uint8 crop of ``window`` (x0, y0, side) of an (H, W, 3) photo.
-
-    Crop pixel ``(u, v)`` shows photo point ``(x0 + u side / size, y0 + v side / size)`` (continuous
-    coordinates, pixel centres at +0.5), as :func:`landmarks_in_crop` maps points. Outside the photo
-    the crop is filled as FFHQ's alignment does: mirrored, blurred and blended towards the border's
-    median colour.
-    """
-    import cv2
-
-    x0, y0, side = window
-    height, width = photo.shape[:2]
-    small = cv2.resize(photo, (max(1, round(width * size / side)), max(1, round(height * size / side))),
-                       interpolation=cv2.INTER_AREA)
-    sx, sy = small.shape[1] / width, small.shape[0] / height
-    kx, ky = size / (side * sx), size / (side * sy)
-    matrix = np.array([[kx, 0.0, (0.5 - x0 * sx) * kx - 0.5], [0.0, ky, (0.5 - y0 * sy) * ky - 0.5]])
-    crop = cv2.warpAffine(small, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    scale = size / side
-    centres = np.arange(size) + 0.5
-    outside_x = np.maximum(-x0 * scale - centres, centres - (width - x0) * scale)
-    outside_y = np.maximum(-y0 * scale - centres, centres - (height - y0) * scale)
-    outside = np.maximum(outside_y[:, None], outside_x[None, :])
-    if outside.max() <= 0:
-        return crop
-    reach = float(outside.max())
-    seam = max(2.0, 0.03 * size)  # the blur fades in over this many pixels on both sides of the photo's edge
-    image = crop.astype(np.float32)
-    blurred = cv2.GaussianBlur(image, (0, 0), max(1.0, 0.25 * reach))
-    median = np.median(np.concatenate([photo[0], photo[-1], photo[:, 0], photo[:, -1]]), axis=0).astype(np.float32)
-    image = image + (blurred - image) * np.clip((outside + seam) / (2 * seam), 0.0, 1.0)[..., None]
-    image = image + (median - image) * (0.6 * np.clip(outside / max(1.0, reach), 0.0, 1.0))[..., None]
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
 def landmarks_in_crop(face: FaceLandmarks, window: tuple[int, int, int], size: int) -> FaceLandmarks:

@@ -97,6 +97,8 @@ class Reconstruction:
         reprojection_error: (1 + M,) mean landmark distance of each placed mesh, pixels.
         landmarks68_2d: (1 + M, 68, 2) the model's iBUG-68 points of each mesh, projected (pixels).
         image_size: (H, W) of the photo.
+        visible_mask: (H, W) bool, the face pixels a method predicts visible (FOCUS's segmentation), or
+            ``None`` (methods that do not segment).
     """
 
     name: str
@@ -119,6 +121,7 @@ class Reconstruction:
     landmarks68_2d: Optional[np.ndarray] = None
     image_size: Optional[tuple[int, int]] = None
     landmarks_found: bool = True
+    visible_mask: Optional[np.ndarray] = None
 
     @property
     def shape(self) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Files of a reconstruction: overlay, meshes, landmarks, coefficients, pose and camera, summary, previews.
 
 ``OUT/<name>/`` receives ``overlay.png`` (the meshes over the photo, where they were placed;
-:mod:`ofer.methods.overlay`), ``identity.ply``, ``expression_XX.ply``, ``kpt7.npy``, ``params.npz``
+:mod:`ofer.methods.overlay`), ``mask.png`` (methods that segment: the predicted visible face),
+``identity.ply``, ``expression_XX.ply``, ``kpt7.npy``, ``params.npz``
 (coefficients and, when placed, every mesh's pose and camera: :mod:`ofer.methods.image_frame`),
 ``summary.json`` (with a ``camera`` block), ``preview.png`` and ``uncertainty.png``. Everything is
 first written to a temporary sibling folder that replaces the old one at the end, so a failure
@@ -179,6 +180,8 @@ def _write_files(folder: Path, rec: Reconstruction, model, summary: dict, units:
     overlay = None if image is None else overlay_image(model, rec, image)
     if overlay is not None:
         Image.fromarray(overlay).save(folder / "overlay.png")
+    if rec.visible_mask is not None:
+        Image.fromarray(np.asarray(rec.visible_mask, bool).astype(np.uint8) * 255).save(folder / "mask.png")
     scale = 1000.0 if units == "mm" else 1.0
     save_mesh(folder / "identity.ply", rec.identity_vertices, model.faces, units=units)
     for i, vertices in enumerate(rec.expression_vertices):

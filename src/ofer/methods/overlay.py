@@ -82,8 +82,14 @@ def overlay_image(model, rec, image: np.ndarray) -> np.ndarray | None:
     placement = crop_placement(rec.placement.select(slice(0, 1 + count)), x0, y0, side, SIZE)
     tiles = [photo, *render_over(model, photo, meshes, placement)]
     error = np.asarray(rec.reprojection_error)
-    labels = ["photo", f"identity{' (ranked)' if len(rec.shapes) > 1 else ''}, {error[0]:.1f} px"]
-    labels += [f"expression {i:02d}, {error[1 + i]:.1f} px" for i in range(count)]
+    px = [f", {e:.1f} px" if np.isfinite(e) else "" for e in error]  # NaN: placed without landmarks
+    labels = ["photo", f"identity{' (ranked)' if len(rec.shapes) > 1 else ''}{px[0]}"]
+    labels += [f"expression {i:02d}{px[1 + i]}" for i in range(count)]
+    if rec.visible_mask is not None:  # the predicted visible face in green, the rest of the photo dimmed
+        mask = crop_square(np.repeat(np.asarray(rec.visible_mask, np.uint8)[..., None] * 255, 3, -1), x0, y0, side,
+                           SIZE)[..., :1] > 127
+        tiles.append(np.where(mask, 0.5 * photo + [0, 127, 0], 0.35 * photo).astype(np.uint8))
+        labels.append("visible face (mask)")
     gap = np.full((SIZE, 4, 3), 255, np.uint8)
     panels = [part for tile, text in zip(tiles, labels) for part in (_label(tile, text), gap)][:-1]
     return np.concatenate(panels, 1)

@@ -3,16 +3,16 @@
 ::
 
     from ofer import training
-    training.available()                       # ["idgen", "expgen", "idrank", "regressor"]
+    training.available()                       # ["idgen", "expgen", "focus", "idrank", "regressor"]
     training.train("idgen", data="data/train", run="runs/x", epochs=3, batch_size=64)
 
 Modules: :mod:`.options` (validated option classes, flags for ``ofer train``), :mod:`.registry`,
 :mod:`.common` (data + face model, the RunConfig helper), :mod:`.loop` (epochs, exact resume),
 :mod:`.resume` (what ``--resume`` may change), and one module per trainer (:mod:`.diffusion`,
-:mod:`.idrank`, :mod:`.regressor`). Checkpoints are :mod:`ofer.runs`.
+:mod:`.idrank`, :mod:`.regressor`, :mod:`.focus` with its pictures in :mod:`.focus_data`). Checkpoints are :mod:`ofer.runs`.
 """
 
-from . import diffusion, idrank, regressor  # noqa: F401  (register the trainers)
+from . import diffusion, focus, idrank, regressor  # noqa: F401  (register the trainers)
 from .diffusion import ExpGenOptions, IdGenOptions
 from .idrank import IdRankOptions
 from .options import TrainOptions

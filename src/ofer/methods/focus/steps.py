@@ -1,8 +1,9 @@
 """One training step of each FOCUS stage (BASELINES.md A.3-A.5), on a batch of target pictures.
 
 - :func:`r_step`: R learns from L_R with the mask fixed: M_pre (the R-init stage), S's prediction on
-  [I_R, I_T] (EM; detached, the M-step semantics, unless ``detach_mask=False``, the code's variant), or
-  no mask (``None``: R_syn of the misfit prior, an unmasked L_pixel).
+  [I_R, I_T] (EM; detached, the M-step semantics, unless ``detach_mask=False``, the code's variant),
+  no mask (``"none"``: MoFA-style, and R_syn of the misfit prior: an unmasked L_pixel) or the ground
+  truth (``"given"``: Backbone-Supervised).
 - :func:`s_pretrain_step`: S learns M_pre from the frozen R's renderings (BCE on probabilities).
 - :func:`s_step`: S learns from L_S with R frozen (I_R detached).
 
@@ -28,10 +29,12 @@ LANDMARK_UNITS = 224.0  # L_lm in 224-px units at any resolution, so that lambda
 
 @dataclass
 class FocusBatch:
-    """images: (B, 3, H, W) RGB in [0, 1]; landmarks: (B, 68, 2) target landmarks in pixels."""
+    """images: (B, 3, H, W) RGB in [0, 1]; landmarks: (B, 68, 2) target landmarks in pixels; visible:
+    (B, 1, H, W) the ground-truth visible-face mask, read only by the supervised variant (``"given"``)."""
 
     images: torch.Tensor
     landmarks: torch.Tensor
+    visible: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -77,7 +80,8 @@ def reconstruction_terms(batch: FocusBatch, theta: torch.Tensor, rendering: Focu
 
 def r_step(batch: FocusBatch, nets: FocusNetworks, optimiser, config: L.FocusLossConfig, mask_source: str = "em",
            xi: float = 0.17, xi_kind: str = "squared", detach_mask: bool = True) -> dict[str, float]:
-    """One step of R. ``mask_source``: ``"pre"`` (M_pre), ``"em"`` (S's mask) or ``"none"`` (unmasked)."""
+    """One step of R. ``mask_source``: ``"pre"`` (M_pre), ``"em"`` (S's mask), ``"none"`` (unmasked) or
+    ``"given"`` (the batch's ground-truth visible-face mask: Backbone-Supervised)."""
     _training(nets.encoder)
     _frozen(nets.segmenter)
     theta, rendering = nets.render(batch.images)
@@ -88,8 +92,11 @@ def r_step(batch: FocusBatch, nets: FocusNetworks, optimiser, config: L.FocusLos
         mask = mask.detach() if detach_mask else mask
     elif mask_source == "none":
         mask = None
+    elif mask_source == "given" and batch.visible is not None:
+        mask = batch.visible * rendering.region
     else:
-        raise ValueError(f"r_step: mask_source must be 'pre', 'em' or 'none', got {mask_source!r}")
+        raise ValueError(f"r_step: mask_source must be 'pre', 'em', 'none' or 'given' (with a visible mask), "
+                         f"got {mask_source!r}")
     terms = reconstruction_terms(batch, theta, rendering, mask, nets.decoder, config)
     loss = L.reconstruction_loss(terms, config)
     optimiser.zero_grad(set_to_none=True)

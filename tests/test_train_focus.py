@@ -1,0 +1,141 @@
+"""``ofer train focus`` on a tiny photo folder: the stages run in order, a kill resumes exactly, variants,
+the Pretrained snapshot, one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ofer.cli.main import main
+from ofer.data.occluders import emoji_available
+from ofer.data.stylegan import photo_engine_available
+
+pytestmark = pytest.mark.skipif(not (photo_engine_available() and emoji_available()),
+                                reason="needs the photo extra (openvino, random-face) and fonts-noto-color-emoji")
+
+TINY = dict(image_size=32, backbone="tiny", unet_width=4, batch_size=2, r_init_steps=3, s_pretrain_steps=2,
+            em_cycles=1, em_s_steps=1, save_every=2, landmarks="oracle", progress=False)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, default_model):
+    from ofer.data.photo import PhotoConfig, generate_photo
+    from ofer.fitting import FitOptions
+
+    path = tmp_path_factory.mktemp("focus") / "photos"
+    config = PhotoConfig(image_size=128, variants=2, fit=FitOptions(rigid_steps=40, full_steps=80).to_dict())
+    generate_photo(path, "default", 2, 3, config, faces_per_shard=1, progress=False)
+    return path
+
+
+def train(photos, run, **changes):
+    from ofer.training import train
+
+    return train("focus", data=[photos], run=run, **{**TINY, **changes})
+
+
+def weights(run):
+    payload = torch.load(run / "focus" / "last.pt", weights_only=True)
+    return payload, {k: v.clone() for k, v in payload["model"].items()}
+
+
+def test_stages_run_in_order_and_write_the_pretrained_snapshot(photos, tmp_path):
+    log = train(photos, tmp_path / "run")
+    assert [(r["stage"], r["step"]) for r in log] == [("r_init", 2), ("r_init", 3), ("s_pretrain", 2),
+                                                       ("em", 2), ("em", 4), ("em", 6)]
+    em = [r for r in log if r["stage"] == "em"]
+    assert "S_loss" in em[0] and "R_loss" in em[-1]  # the cycle starts with S: 1 S-step, then 5 R-steps
+    payload, _ = weights(tmp_path / "run")
+    assert payload["stage"] == 3 and payload["step"] == 0
+    assert (tmp_path / "run" / "focus" / "pretrained.pt").is_file()
+    assert (tmp_path / "run" / "focus" / "loss.png").is_file()
+    config = json.loads((tmp_path / "run" / "focus" / "config.json").read_text())
+    assert config["net"]["variant"] == "focus" and config["extra"]["stages"] == [["r_init", 3], ["s_pretrain", 2],
+                                                                                  ["em", 6]]
+
+
+def test_a_killed_run_resumes_exactly(photos, tmp_path, monkeypatch):
+    from ofer.training import focus
+
+    train(photos, tmp_path / "whole")
+    calls = {"n": 0}
+    original = focus._Stages.iterate
+
+    def dying(self, name, step, steps):
+        calls["n"] += 1
+        if calls["n"] == 6:  # inside EM, after the checkpoint at the end of S's pretraining
+            raise KeyboardInterrupt
+        return original(self, name, step, steps)
+
+    monkeypatch.setattr(focus._Stages, "iterate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(photos, tmp_path / "killed")
+    monkeypatch.setattr(focus._Stages, "iterate", original)
+    train(photos, tmp_path / "killed", resume=True)
+    _, a = weights(tmp_path / "whole")
+    _, b = weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_variants_train_r_alone_with_the_same_number_of_r_steps(photos, tmp_path, default_model):
+    log = train(photos, tmp_path / "mofa", variant="mofa")
+    assert [r["stage"] for r in log] == ["r_mofa"] * 4 and log[-1]["step"] == 3 + 5
+    supervised = train(photos, tmp_path / "sup", variant="supervised")
+    assert supervised[-1]["stage"] == "r_supervised"
+    trained = torch.load(tmp_path / "mofa" / "focus" / "last.pt", weights_only=True)["model"]
+    from ofer.methods.focus.model import FocusModel
+    from ofer.training.focus import FocusOptions
+
+    torch.manual_seed(0)  # the trainer's seed, before it builds the networks
+    fresh = FocusModel(default_model, FocusOptions(data=[photos], run=tmp_path, **TINY).net_config()).trainable_state()
+    segmenter = [k for k in fresh if k.startswith("segmenter.")]
+    assert segmenter and all(torch.equal(trained[k], fresh[k]) for k in segmenter)  # S never trained
+    assert not all(torch.equal(trained[k], fresh[k]) for k in fresh if k.startswith("encoder."))
+
+
+def test_variant_losses_drop_the_named_terms():
+    from ofer.methods.focus.model import FocusConfig
+
+    assert FocusConfig(variant="focus").losses().eta == (15.0, 3.0, 0.5, 2.5, 10.0)
+    baseline = FocusConfig(variant="baseline").losses()
+    assert baseline.eta == (15.0, 0.0, 0.5, 0.0, 10.0) and baseline.window == 1
+    assert FocusConfig(variant="neighbor").losses().eta == (15.0, 0.0, 0.5, 0.0, 10.0)
+    assert FocusConfig(variant="perceptual").losses().eta == (0.0, 3.0, 0.5, 2.5, 10.0)
+    assert FocusConfig(variant="perceptual", preset="code").losses().eta[3] == 0.25
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--xi", "0"], "--xi must be a positive number"),
+    (["--em-cycles", "-1"], "--em-cycles"),
+    (["--image-size", "8"], "--image-size"),
+    (["--data-weights", "1"], "--data-weights is not supported"),
+])
+def test_bad_options_are_one_line(capsys, tmp_path, photos, args, message):
+    assert main(["train", "focus", "--data", str(photos), "-o", str(tmp_path / "r"), *args]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_supervised_needs_visible_masks(tmp_path, capsys):
+    from ofer.data.synth import SynthConfig, generate
+
+    data = tmp_path / "renders"
+    generate(data, "default", 2, 0, SynthConfig(image_size=64), shard_size=2, progress=False)
+    assert main(["train", "focus", "--data", str(data), "-o", str(tmp_path / "r"), "--variant", "supervised",
+                 "--landmarks", "oracle", "--image-size", "32", "--backbone", "tiny", "--unet-width", "4",
+                 "--r-init-steps", "1", "--em-cycles", "0", "--quiet"]) != 0
+    assert "no face silhouette stored" in capsys.readouterr().err
+
+
+def test_pictures_are_resized_with_their_landmarks(photos, default_model):
+    from ofer.training.common import TrainingData
+    from ofer.training.focus_data import load_pictures
+
+    data = TrainingData.open([photos])
+    pictures = load_pictures(data, 32, "oracle", with_visible=True, progress=False)
+    stored = data.parts[0].dataset[0]
+    assert pictures.images.shape == (4, 3, 32, 32) and pictures.images.dtype == torch.uint8
+    assert np.allclose(pictures.landmarks[0].numpy(), stored["landmarks2d"].numpy() * 32 / 128, atol=1e-4)
+    visible = pictures.visible[0, 0].numpy()
+    assert 0.05 < visible.mean() < 0.8  # a face region, partly occluded
