@@ -86,3 +86,18 @@ def test_textures_have_requested_size():
     rng = np.random.default_rng(3)
     for _ in range(10):
         assert occluders.random_texture(20, 30, rng).shape == (20, 30, 3)
+
+
+def test_every_drawn_kind_is_indexed_and_grouped():
+    image, lmk, _ = fake_face()
+    expected = {"hand": {"hand"}, "eyes": {"glasses"}, "random": {"random"}, "none": {"unoccluded"},
+                "object": {"glasses", "mask_scarf", "object"}}
+    seen = set()
+    for category, groups in expected.items():
+        for seed in range(25):
+            kind = occluders.occlude(image, lmk, category, np.random.default_rng(seed)).kind
+            assert occluders.OCCLUDER_KINDS[occluders.kind_index(kind)] == kind
+            assert occluders.kind_group(kind) in groups, (category, kind)
+            seen.add(occluders.kind_group(kind))
+    assert seen == set(occluders.KIND_GROUPS)
+    assert occluders.kind_group("emoji U+1F9E3") == "mask_scarf" and occluders.kind_group("emoji U+1F576") == "glasses"

@@ -139,3 +139,69 @@ def test_pictures_are_resized_with_their_landmarks(photos, default_model):
     assert np.allclose(pictures.landmarks[0].numpy(), stored["landmarks2d"].numpy() * 32 / 128, atol=1e-4)
     visible = pictures.visible[0, 0].numpy()
     assert 0.05 < visible.mean() < 0.8  # a face region, partly occluded
+
+
+@pytest.fixture(scope="module")
+def tiny_run(photos, tmp_path_factory):
+    run = tmp_path_factory.mktemp("focus_run")
+    train(photos, run)
+    return run
+
+
+def test_reconstruct_writes_mesh_mask_and_overlay(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    photo = "../shared/assets/faces/obama.jpg"
+    for method in ("focus", "focus-pretrained", "focus-mp"):
+        out = tmp_path / method
+        assert main(["reconstruct", "--method", method, "--checkpoints", str(tiny_run), photo, "-o", str(out)]) == 0
+        folder = out / "obama"
+        for name in ("identity.ply", "expression_00.ply", "mask.png", "overlay.png", "params.npz"):
+            assert (folder / name).is_file(), (method, name)
+        mask = np.asarray(Image.open(folder / "mask.png"))
+        image = np.asarray(Image.open(photo))
+        assert mask.shape == image.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        params = np.load(folder / "params.npz")
+        assert params["rotation"].shape == (2, 3, 3)
+    assert "nan" not in capsys.readouterr().out
+
+
+def test_the_placement_maps_the_crop_camera_into_the_photo(tiny_run):
+    import torch
+
+    from ofer.frontend import load_image
+    from ofer.methods.focus.method import FocusMethod, crop_intrinsics
+
+    k = crop_intrinsics(100.0, 64, (10, 20, 128))  # crop pixel u <-> photo 10 + 2 u
+    assert torch.allclose(k, torch.tensor([[200.0, 0, 10 + 64], [0, 200.0, 20 + 64], [0, 0, 1]], dtype=k.dtype))
+    method = FocusMethod.from_run(tiny_run)
+    image = load_image("../shared/assets/faces/obama.jpg")
+    rec = method.reconstruct([image])[0]
+    nose = rec.landmarks68_2d[0, 30]
+    x1, y1, x2, y2 = rec.box
+    assert x1 < nose[0] < x2 and y1 < nose[1] < y2  # the (nearly mean) face lands on the detected face
+
+
+def test_paste_mask_puts_the_crop_back_where_it_came_from():
+    from ofer.methods.focus.method import paste_mask
+
+    crop = np.zeros((4, 4), bool)
+    crop[1, 2] = True  # crop pixel (row 1, col 2) covers photo rows 2-3, cols 4-5 of window (0, 0, 8)
+    out = paste_mask(crop, (0, 0, 8), (10, 6))
+    assert out.shape == (10, 6) and out[2:4, 4:6].all() and out.sum() == 4
+    shifted = paste_mask(crop, (-2, 3, 8), (10, 6))  # a window partly left of the photo
+    assert shifted[5:7, 2:4].all() and shifted.sum() == 4
+
+
+def test_missing_or_damaged_checkpoints_are_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    photo = "../shared/assets/faces/obama.jpg"
+    assert main(["reconstruct", "--method", "focus", photo, "-o", str(tmp_path / "a")]) != 0
+    assert "no shipped weights" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / "focus" / "last.pt").write_bytes(b"not a checkpoint")
+    assert main(["reconstruct", "--method", "focus", "--checkpoints", str(broken), photo, "-o", str(tmp_path / "b")]) != 0
+    err = capsys.readouterr().err
+    assert "corrupt checkpoint" in err and "Traceback" not in err

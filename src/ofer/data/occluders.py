@@ -53,6 +53,39 @@ OBJECT_GLYPHS = {
 PROCEDURAL_OBJECTS = ("surgical_mask", "scarf_band")
 
 
+def _glyph_kind(glyph: str) -> str:
+    return f"emoji U+{ord(glyph[0]):04X}"
+
+
+# Every kind an occluder can have, in a fixed order (append only: shards store the index).
+OCCLUDER_KINDS = ("none", "random_shapes", *PROCEDURAL_OBJECTS, "sunglasses", "eye_band",
+                  *dict.fromkeys(_glyph_kind(g) for g in (*HAND_GLYPHS, *OBJECT_GLYPHS)))
+# The evaluation groups of FOCUS's paper (A.11.6): kinds over the eyes, over mouth and chin, hands, the rest
+GLASSES_LIKE = ("sunglasses", "eye_band", *(_glyph_kind(g) for g, where in OBJECT_GLYPHS.items() if where == "eyes"))
+MASK_LIKE = (*PROCEDURAL_OBJECTS, _glyph_kind("\U0001F9E3"))
+KIND_GROUPS = ("unoccluded", "glasses", "mask_scarf", "hand", "object", "random")
+
+
+def kind_index(kind: str) -> int:
+    """The index of an :class:`Occlusion`'s ``kind`` in :data:`OCCLUDER_KINDS` (what shards store)."""
+    return OCCLUDER_KINDS.index(kind)
+
+
+def kind_group(kind: str) -> str:
+    """The evaluation group (:data:`KIND_GROUPS`) of an occluder kind."""
+    if kind == "none":
+        return "unoccluded"
+    if kind == "random_shapes":
+        return "random"
+    if kind in GLASSES_LIKE:
+        return "glasses"
+    if kind in MASK_LIKE:
+        return "mask_scarf"
+    if kind in {_glyph_kind(g) for g in HAND_GLYPHS}:
+        return "hand"
+    return "object"
+
+
 @dataclass
 class Occlusion:
     """An occluder drawn into an image.
@@ -134,7 +167,7 @@ def _hand(image, landmarks, rng) -> Occlusion:
     anchor = landmarks[rng.integers(17, 68)]  # somewhere on the inner face
     centre = anchor + rng.normal(0, 0.12, 2) * frame["width"]
     out, mask = paste_art(image, art, tuple(centre))
-    return Occlusion(out, mask, "hand", f"emoji U+{ord(glyph[0]):04X}")
+    return Occlusion(out, mask, "hand", _glyph_kind(glyph))
 
 
 def _glyph_object(image, landmarks, rng) -> Occlusion:
@@ -153,7 +186,7 @@ def _glyph_object(image, landmarks, rng) -> Occlusion:
         centre = centre + rng.normal(0, 0.06, 2) * frame["width"]
     art = transform_art(render_emoji(glyph), width, angle, rng.random() < 0.5)
     out, mask = paste_art(image, art, tuple(centre))
-    return Occlusion(out, mask, "object", f"emoji U+{ord(glyph):04X}")
+    return Occlusion(out, mask, "object", _glyph_kind(glyph))
 
 
 def _cloth_colour(rng) -> tuple[int, int, int]:
@@ -212,7 +245,7 @@ def _eyewear(image, landmarks, rng) -> Occlusion:
     glyph = glyphs[rng.integers(len(glyphs))]
     art = transform_art(render_emoji(glyph), frame["width"] * rng.uniform(0.85, 1.05), -frame["angle"], rng.random() < 0.5)
     out, mask = paste_art(image, art, tuple(frame["eyes"] + rng.normal(0, 0.03, 2) * frame["width"]))
-    return Occlusion(out, mask, "eyes", f"emoji U+{ord(glyph):04X}")
+    return Occlusion(out, mask, "eyes", _glyph_kind(glyph))
 
 
 def _sunglasses(image, landmarks, rng) -> Occlusion:

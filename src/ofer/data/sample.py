@@ -21,7 +21,7 @@ from ..render.cameras import look_at_face
 from ..render.renderer import MeshRenderer, make_rasterizer
 from ..render.shading import SHShader, sh_from_lights
 from .backgrounds import sample_background
-from .occluders import CATEGORIES, occlude_face
+from .occluders import CATEGORIES, kind_index, occlude_face
 from .recipe import SynthConfig, close_eyes, redraw_weak_expressions
 from .shards import pack_bits, stack_samples
 from .skin import AlbedoSampler
@@ -185,7 +185,8 @@ def occluded_pictures(picture: np.ndarray, landmarks2d: np.ndarray, face_pixels:
         config: the recipe (``occluder_coverage``, ``partial_occlusion``, the degradation ranges).
     Returns:
         ``image``, ``image_clean`` (H, W, 3) uint8, ``occluder_mask`` (H, W/8), ``front`` and
-        ``unoccluded`` (V/8,) packed bits, ``category`` int8.
+        ``unoccluded`` (V/8,) packed bits, ``category`` int8, ``occluder_kind`` int16 (the index of the
+        occluder's kind in :data:`~ofer.data.occluders.OCCLUDER_KINDS`).
     """
     height, width = picture.shape[:2]
     col = np.clip(np.floor(screen[:, 0]).astype(int), 0, width - 1)
@@ -203,6 +204,7 @@ def occluded_pictures(picture: np.ndarray, landmarks2d: np.ndarray, face_pixels:
         "front": pack_bits(front),
         "unoccluded": pack_bits(unoccluded),
         "category": np.int8(CATEGORIES.index(category)),
+        "occluder_kind": np.int16(kind_index(occlusion.kind)),
     }
 
 

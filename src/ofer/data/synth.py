@@ -21,6 +21,7 @@ camera              (4,)              focal (px), distance (m), principal point 
 sh                  (9, 3)            lighting
 landmarks2d         (68, 2)           iBUG-68 in pixels
 category            ()  int8          index into ``CATEGORIES``
+occluder_kind       ()  int16         index into ``OCCLUDER_KINDS`` (what was drawn: glyph, mask, shapes...)
 keypoints_detected  ()  bool          the detector found the face (else ground-truth 5 points were used)
 arcface, appearance (512,), (D,)      embeddings of the occluded picture (identity and appearance encoders)
 arcface_clean, ...  (512,), (D,)      embeddings of the clean picture (for distillation baselines)
