@@ -205,3 +205,15 @@ def test_missing_or_damaged_checkpoints_are_one_line(tiny_run, tmp_path, capsys)
     assert main(["reconstruct", "--method", "focus", "--checkpoints", str(broken), photo, "-o", str(tmp_path / "b")]) != 0
     err = capsys.readouterr().err
     assert "corrupt checkpoint" in err and "Traceback" not in err
+
+
+def test_eval_pictures_reports_every_row(tiny_run, photos, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["eval", "pictures", str(tiny_run), "--data", str(photos), "-o", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["results"]) == ["Pretrained (FOCUS)", "FOCUS"]
+    pretrained = metrics["results"]["Pretrained (FOCUS)"]
+    assert pretrained["all"]["count"] == 4 and "mpre_f1_0.17" in pretrained["all"]
+    assert (out / "pictures.png").is_file() and "| FOCUS |" in (out / "report.md").read_text()
+    assert main(["eval", "pictures", str(tiny_run), str(tiny_run), "--data", str(photos), "-o", str(out)]) != 0
+    assert "same row" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from ..devices import resolve_device
 from ..errors import OferError
 from ..io.atomic import write_json
 from .outputs import output_file, output_folder
+from .eval_pictures import register_pictures
 
 # the methods evaluated when no --method is given
 DEFAULT_METHODS = {"co545": ("ofer", "prior"), "rank": ("ofer",), "shape": ("ofer", "prior"), "photos": ("ofer", "fit"),
@@ -159,7 +160,7 @@ def register_photodata(sub) -> None:
 # name -> function(subparsers) that adds the sub-command of ``ofer eval``
 BENCHMARKS: dict[str, Callable] = {"now": register_now, "co545": register_co545, "rank": register_rank,
                                    "shape": register_shape, "photos": register_photos,
-                                   "photodata": register_photodata}
+                                   "photodata": register_photodata, "pictures": register_pictures}
 
 
 def _settings(args: argparse.Namespace):
@@ -397,7 +398,7 @@ def run_photodata(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="evaluation: now, co545, shape, rank, photos, photodata")
+    parser = subparsers.add_parser("eval", help="evaluation: now, co545, shape, rank, photos, photodata, pictures")
     sub = parser.add_subparsers(dest="eval_command", metavar="BENCHMARK")
     sub.required = True
     for add in BENCHMARKS.values():
