@@ -217,3 +217,25 @@ def test_eval_pictures_reports_every_row(tiny_run, photos, tmp_path, capsys):
     assert (out / "pictures.png").is_file() and "| FOCUS |" in (out / "report.md").read_text()
     assert main(["eval", "pictures", str(tiny_run), str(tiny_run), "--data", str(photos), "-o", str(out)]) != 0
     assert "same row" in capsys.readouterr().err
+
+
+def test_co545_runs_focus_on_the_protocol_pictures(tiny_run, tmp_path, capsys):
+    import test_eval_protocol as T
+
+    model = T._model()
+    rng = np.random.default_rng(0)
+    shape, expression = T.coefficients(4, 1)
+    front = np.repeat(model.front_mask.numpy()[None], 4, 0)
+    arrays = {"shape": shape, "expression": expression, "arcface": rng.normal(size=(4, 4)).astype(np.float32),
+              "appearance": rng.normal(size=(4, 3)).astype(np.float32), "front": T.pack_bits(front),
+              "unoccluded": T.pack_bits(front & (rng.random(front.shape) < 0.6)),
+              "identity": np.arange(4, dtype=np.int32), "category": np.zeros(4, np.int8),
+              "image": rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)}
+    folder = T.write_folder(tmp_path / "protocol", "protocol", arrays)
+    out = tmp_path / "report"
+    assert main(["eval", "co545", "--data", str(folder), "--method", "focus", "--checkpoints", str(tiny_run),
+                 "-o", str(out), "--reference-samples", "300"]) == 0
+    row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| FOCUS"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) > 0  # SE vis, mm
+    assert any(c.startswith("n/a") for c in cells)  # deterministic: the diversity metrics are undefined, not 0

@@ -186,14 +186,11 @@ def _prepare(args: argparse.Namespace, command: str):
     settings = _settings(args)
     device = resolve_device(args.device)
     classes = [registry.get(name) for name in dict.fromkeys(args.method or DEFAULT_METHODS[command])]
-    for cls in classes:
-        if cls.needs_images:
-            raise OferError(f"method {cls.name!r} needs images, not embeddings: it cannot run on a protocol folder")
     if getattr(args, "reference_samples", None) is not None:
         require_int(args.reference_samples, "--reference-samples", 2, 1_000_000)
     if getattr(args, "reference", None) is not None:
         check_reference_folder(args.reference)
-    protocol = load_protocol(args.data)
+    protocol = load_protocol(args.data, images=any(cls.needs_images for cls in classes))
     methods = load_methods(classes, args.checkpoints, device)
     for method in methods:
         check_method(protocol, method)

@@ -84,11 +84,13 @@ class Protocol:
                 unpack_bits(self.data["unoccluded"][index], num_vertices))
 
 
-def load_protocol(folder: str | Path) -> Protocol:
+def load_protocol(folder: str | Path, images: bool = False) -> Protocol:
+    """A protocol folder's columns (:data:`FIELDS`, the code; the pictures too if ``images``)."""
     dataset = ShardDataset(folder)
     if dataset.manifest.kind != "protocol":
         raise InputError(f"{folder}: not a protocol folder (kind {dataset.manifest.kind!r}); use ofer synth protocol")
-    fields = list(dict.fromkeys([*FIELDS, *code_fields(dataset.manifest.face_model.get("jaw_dim", 0))]))
+    fields = list(dict.fromkeys([*FIELDS, *code_fields(dataset.manifest.face_model.get("jaw_dim", 0)),
+                                 *(["image"] if images else [])]))
     return Protocol(Path(folder), dataset.manifest, dataset.arrays(fields))
 
 
@@ -222,8 +224,13 @@ def evaluate_method(method: Method, protocol: Protocol, settings: Reconstruction
         if stored is not None:
             parts.append(stored)
             continue
-        data = protocol.data
-        h = method.hypotheses(data["arcface"][index], data["appearance"][index], settings, [int(i) for i in index])
+        data, keys = protocol.data, [int(i) for i in index]
+        if method.needs_images:
+            if "image" not in data:
+                raise InputError(f"method {method.name!r} needs the protocol's pictures: load it with images=True")
+            h = method.picture_hypotheses(data["image"][index], settings, keys)
+        else:
+            h = method.hypotheses(data["arcface"][index], data["appearance"][index], settings, keys)
         _check_hypotheses(h, len(index), model.num_vertices, method)
         gt, neutral = ground_truth(model, data, index)
         front, unocc = protocol.masks(index, model.num_vertices)

@@ -286,3 +286,12 @@ class Method(ABC):
                    keys: Sequence) -> Hypotheses:
         """Protocol evaluation: the hypotheses (mm) of B faces given their embeddings."""
         return Hypotheses.from_reconstructions(self.reconstruct_embeddings(identity, appearance, settings, keys))
+
+    def picture_hypotheses(self, pictures: np.ndarray, settings: ReconstructionSettings, keys: Sequence) -> Hypotheses:
+        """Protocol evaluation of methods that need images: the hypotheses (mm) of B engine pictures
+        (B, H, W, 3) uint8, each reconstructed on its own (InputError naming a picture without a face)."""
+        results = self.reconstruct(list(pictures), settings, [str(k) for k in keys], place=False)
+        for key, result in zip(keys, results):
+            if isinstance(result, Exception):
+                raise InputError(f"method {self.name!r} found no face in protocol picture {key}")
+        return Hypotheses.from_reconstructions(results)

@@ -32,7 +32,7 @@ from ...fitting import Placement
 from ...frontend import main_face
 from ...frontend.align import BOX_CENTRE_Y, BOX_FRACTION, crop_photo, crop_window
 from ...runs import CHECKPOINT_FILE, Checkpoint, RunConfig, check_face_model, load_checkpoint
-from ..base import Method, Reconstruction, ReconstructionSettings, image_names, make_reconstruction
+from ..base import Hypotheses, Method, Reconstruction, ReconstructionSettings, image_names, make_reconstruction
 from ..image_frame import set_placement
 from ..loading import face_model_of
 from ..registry import register
@@ -133,6 +133,26 @@ class FocusMethod(Method):
         nets = self.model.networks()
         theta, rendering = nets.render(crops)
         return theta, rendering, nets.mask(rendering, crops) * rendering.region
+
+    @torch.no_grad()
+    def picture_hypotheses(self, pictures: np.ndarray, settings: ReconstructionSettings, keys: Sequence) -> Hypotheses:
+        """The engines' pictures (B, H, W, 3) uint8 are framed already: resized and encoded, no detection.
+        One hypothesis each (mm, model frame; E_MP subtracted for ``focus-mp``)."""
+        import cv2
+
+        size, model = self.model.config.image_size, self.cpu_face_model()
+        crops = np.stack([cv2.resize(np.ascontiguousarray(p), (size, size), interpolation=cv2.INTER_AREA)
+                          for p in pictures])
+        theta, _, _ = self.encode(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device))
+        params = self.model.decoder.split(theta)
+        shapes = (params.identity * self.face_model.shape_std.to(theta)).float().cpu()
+        codes = model.join_code(params.expression.float().cpu(), torch.zeros(len(theta), model.pose_dim))
+        meshes = model(shapes, *model.split_code(codes)).vertices
+        if self.misfit_prior:
+            meshes = meshes - self.model.misfit_expression.cpu()
+        count = len(theta)
+        return Hypotheses(shapes=shapes.numpy()[:, None], scores=np.zeros((count, 1)), chosen=np.zeros(count, np.int64),
+                          meshes=meshes.numpy()[:, None] * 1000.0)
 
     @torch.no_grad()
     def _one(self, image: np.ndarray, name: str) -> Reconstruction | InputError:
