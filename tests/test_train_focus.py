@@ -239,3 +239,33 @@ def test_co545_runs_focus_on_the_protocol_pictures(tiny_run, tmp_path, capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[1]) > 0  # SE vis, mm
     assert any(c.startswith("n/a") for c in cells)  # deterministic: the diversity metrics are undefined, not 0
+
+
+def test_misfit_prior_trains_r_syn_on_black_renders_and_resumes(tiny_run, photos, tmp_path, capsys):
+    import shutil
+
+    from ofer.training import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    photo = "../shared/assets/faces/obama.jpg"
+    assert main(["reconstruct", "--method", "focus-mp", "--checkpoints", str(run), photo, "-o", str(tmp_path / "o")]) != 0
+    assert "no misfit prior" in capsys.readouterr().err
+    settings = dict(data=[photos], run=run, steps=4, pictures=12, heldout=8, save_every=2, progress=False)
+    log = train("focus-misfit", **settings)
+    assert [r["step"] for r in log] == [2, 4] and log[-1]["misfit_neutral_mm"] > 0
+    payload = torch.load(run / "focus-misfit" / "last.pt", weights_only=True)
+    assert payload["misfit_neutral"].shape == (4558, 3) and payload["misfit_expression"].shape == (4558, 3)
+    assert payload["config"]["extra"]["landmarks"] == "oracle"  # the FOCUS run's landmark source
+    focus = torch.load(run / "focus" / "last.pt", weights_only=True)["model"]
+    r_syn = payload["model"]["encoder"]
+    assert not torch.equal(r_syn["head.weight"], focus["encoder.head.weight"])  # a network of its own
+    pictures = np.load(run / "focus-misfit" / "pictures_train.npz")["images"]
+    assert pictures.shape[1:] == (3, 32, 32) and (pictures[:, :, 0, 0] == 0).all()  # black background
+    again = train("focus-misfit", **settings, resume=True)  # finished: nothing to do, same E_MP
+    assert again == log
+    assert main(["reconstruct", "--method", "focus-mp", "--checkpoints", str(run), photo, "-o", str(tmp_path / "o")]) == 0
+    out = tmp_path / "report"
+    assert main(["eval", "pictures", str(run), "--data", str(photos), "-o", str(out)]) == 0
+    tests = json.loads((out / "metrics.json").read_text())["misfit_tests"]
+    assert set(tests) == {"FOCUS"} and tests["FOCUS"]["identity"]["count"] == 4

@@ -98,7 +98,7 @@ def figure(methods, data: dict, count: int = 6) -> np.ndarray:
 
 
 def run_pictures(args: argparse.Namespace) -> int:
-    from ..evaluation.pictures import evaluate_method, load_pictures_folder, run_rows, summarise
+    from ..evaluation.pictures import evaluate_method, load_pictures_folder, misfit_tests, run_rows, summarise
 
     if args.limit is not None:
         require_int(args.limit, "--limit", 1)
@@ -109,12 +109,17 @@ def run_pictures(args: argparse.Namespace) -> int:
     if len(set(labels)) != len(labels):
         raise InputError(f"two runs give the same row ({', '.join(labels)}): evaluate runs of different variants")
     data = load_pictures_folder(args.data, args.limit)
-    results = {label: summarise(evaluate_method(method, data, study), data["group"])
-               for label, method, study in methods}
+    per_record = {label: evaluate_method(method, data, study) for label, method, study in methods}
+    results = {label: summarise(rows, data["group"]) for label, rows in per_record.items()}
+    tests = misfit_tests(per_record)
     text = tables(results)
+    for label, test in tests.items():
+        text += f"\nMisfit prior ({label} vs {label}-MP, paired t-test over records): " + "; ".join(
+            f"{key} {t['without']:.3f} -> {t['with']:.3f} mm (t = {t['t']:.2f}, p = {t['p']:.2g}, n = {t['count']})"
+            for key, t in test.items()) + "\n"
     record = {"data": str(args.data), "runs": [str(r) for r in args.runs], "limit": args.limit,
               "records": int(len(data["group"]))}
-    write_json(args.output / "metrics.json", {"settings": record, "results": results})
+    write_json(args.output / "metrics.json", {"settings": record, "results": results, "misfit_tests": tests})
     write_text(args.output / "report.md", "# FOCUS on pictures with exact masks\n\n" + text + "\n"
                "Figure pictures.png: per row an occluded record, then each method's rendering and predicted "
                "visible face (" + ", ".join(labels) + "), then the true visible face.\n")

@@ -37,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
     names = [f.name for f in training.options.cli_fields(trainer.options)]
     options = trainer.options(**{name: getattr(args, name) for name in names})
     log = trainer.train(options)
-    if log:
+    if log and "epoch" in log[0]:
         first, last = log[0], log[-1]
         print(f"{args.network}: epochs {first['epoch']}..{last['epoch']}, loss {first['loss']:.4f} -> "
               f"{last['loss']:.4f}; checkpoint {options.folder / 'last.pt'}")
+    elif log:  # trainers counted in iterations (FOCUS): rows of (stage,) step and loss
+        stages = ", ".join(dict.fromkeys(str(r.get("stage", args.network)) for r in log))
+        print(f"{args.network}: {stages}, {log[-1]['step']} iterations in the last, loss {log[0]['loss']:.4f} -> "
+              f"{log[-1]['loss']:.4f}; checkpoint {options.folder / 'last.pt'}")
     return 0

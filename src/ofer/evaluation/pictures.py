@@ -89,6 +89,9 @@ def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: 
         shape = (params.identity * method.face_model.shape_std.to(theta)).cpu().numpy()
         code = model.join_code(params.expression.cpu(), torch.zeros(len(theta), model.pose_dim)).numpy()
         neutral, expressive = code_meshes(model, shape), code_meshes(model, shape, code)
+        if method.misfit_prior:  # P_mf = P - E_MP (mm here)
+            neutral = neutral - method.model.misfit_neutral.cpu().numpy() * 1000.0
+            expressive = expressive - method.model.misfit_expression.cpu().numpy() * 1000.0
         gt_expressive, gt_neutral = ground_truth(model, data, np.arange(start, start + len(theta)))
         studies = ({xi: L.preliminary_mask(crops, rendering.image.cpu(), rendering.region.cpu(), xi, "squared")[:, 0]
                     .bool().numpy() for xi in XI_STUDY} if xi_study else {})
@@ -128,13 +131,38 @@ def run_rows(run: Path, device: str = "cpu") -> list[tuple[str, FocusMethod, boo
     Pretrained ones (R and S before EM) with the xi study."""
     from ..methods.focus.method import FocusPretrainedMethod
 
+    from ..methods.focus.method import MISFIT_NETWORK, FocusMisfitMethod
+
     final = FocusMethod.from_run(run, device=device)
     label = LABELS[final.model.config.variant]
     rows = []
     if final.model.config.segments and (Path(run) / "focus" / "pretrained.pt").is_file():
         rows.append((f"Pretrained ({label})", FocusPretrainedMethod.from_run(run, device=device), True))
     rows.append((label, final, False))
+    if (Path(run) / MISFIT_NETWORK / "last.pt").is_file():
+        rows.append((f"{label}-MP", FocusMisfitMethod.from_run(run, device=device), False))
     return rows
 
 
-__all__ = ["LABELS", "XI_STUDY", "evaluate_method", "load_pictures_folder", "run_rows", "summarise"]
+def misfit_tests(rows: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """For every ``X`` with an ``X-MP`` row: the mean identity and expression errors without and with the
+    misfit prior and a paired t-test of the per-record errors (scipy's ``ttest_rel``)."""
+    from scipy.stats import ttest_rel
+
+    out = {}
+    for label in rows:
+        if f"{label}-MP" not in rows:
+            continue
+        tests = {}
+        for key in ("identity", "expression_vis"):
+            a, b = rows[label][key], rows[f"{label}-MP"][key]
+            keep = np.isfinite(a) & np.isfinite(b)
+            result = ttest_rel(a[keep], b[keep]) if keep.sum() > 1 else None
+            tests[key] = {"without": float(a[keep].mean()), "with": float(b[keep].mean()), "count": int(keep.sum()),
+                          "t": float(result.statistic) if result else float("nan"),
+                          "p": float(result.pvalue) if result else float("nan")}
+        out[label] = tests
+    return out
+
+
+__all__ = ["LABELS", "XI_STUDY", "evaluate_method", "load_pictures_folder", "misfit_tests", "run_rows", "summarise"]

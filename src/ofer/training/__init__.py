@@ -12,7 +12,7 @@ Modules: :mod:`.options` (validated option classes, flags for ``ofer train``), :
 :mod:`.idrank`, :mod:`.regressor`, :mod:`.focus` with its pictures in :mod:`.focus_data`). Checkpoints are :mod:`ofer.runs`.
 """
 
-from . import diffusion, focus, idrank, regressor  # noqa: F401  (register the trainers)
+from . import diffusion, focus, focus_misfit, idrank, regressor  # noqa: F401  (register the trainers)
 from .diffusion import ExpGenOptions, IdGenOptions
 from .idrank import IdRankOptions
 from .options import TrainOptions

@@ -219,7 +219,7 @@ def _set_lr(optimizer, lr: float) -> None:
 def _summary(stage: str, step: int, rows: list[dict], seconds: float, stages: _Stages) -> dict:
     keys = sorted({k for r in rows for k in r if k != "net"})
     out = {"stage": stage, "step": step, "seconds": round(seconds, 2), "lr_r": stages.opt_r.param_groups[0]["lr"],
-           "lr_s": stages.opt_s.param_groups[0]["lr"]}
+           "lr_s": stages.opt_s.param_groups[0]["lr"], "loss": sum(r["loss"] for r in rows) / len(rows)}
     for net in sorted({r.get("net", "") for r in rows}):
         part = [r for r in rows if r.get("net", "") == net]
         prefix = f"{net}_" if net else ""

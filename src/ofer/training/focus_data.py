@@ -65,7 +65,7 @@ def _visible(arrays: dict, k: int, height: int, width: int, size: int) -> np.nda
     return _resize(visible, size) >= 0.5
 
 
-def _detect(images: list[np.ndarray], progress: bool) -> np.ndarray:
+def detect_landmarks(images: list[np.ndarray], progress: bool) -> np.ndarray:
     """(N, 68, 2) MediaPipe landmarks (NaN where no face)."""
     from ..frontend import ibug68_from_mediapipe
     from ..frontend.landmarker import default_landmarker
@@ -87,7 +87,7 @@ def _cached_landmarks(path: Path, checksum: str, images: list[np.ndarray], progr
                     return cached["landmarks"]
         except (OSError, KeyError, ValueError):
             pass  # damaged or stale: detect again
-    landmarks = _detect(images, progress)
+    landmarks = detect_landmarks(images, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz(path, landmarks=landmarks, checksum=np.array(checksum))
     return landmarks
@@ -123,7 +123,7 @@ def load_pictures(data: TrainingData, size: int, landmarks: str = "mediapipe", c
                     visible.append(_visible(arrays, k, height, width, size))
     if landmarks == "mediapipe":
         path = None if cache is None else cache / "landmarks_mediapipe.npz"
-        found = _cached_landmarks(path, data.checksum(), pictures, progress) if path else _detect(pictures, progress)
+        found = _cached_landmarks(path, data.checksum(), pictures, progress) if path else detect_landmarks(pictures, progress)
         full = pictures[0].shape[1] if pictures else size
         points = found * (size / full)
     else:
@@ -135,4 +135,4 @@ def load_pictures(data: TrainingData, size: int, landmarks: str = "mediapipe", c
                       torch.from_numpy(keep), int(len(points) - len(keep)))
 
 
-__all__ = ["LANDMARK_SOURCES", "PictureSet", "load_pictures"]
+__all__ = ["LANDMARK_SOURCES", "PictureSet", "detect_landmarks", "load_pictures"]

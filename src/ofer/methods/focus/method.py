@@ -39,6 +39,7 @@ from ..registry import register
 from .model import NETWORK, FocusModel, focus_model_from
 
 PRETRAINED_FILE = "pretrained.pt"
+MISFIT_NETWORK = "focus-misfit"  # the folder ofer train focus-misfit writes
 
 
 def _payload(checkpoint: Checkpoint, stage: str) -> tuple[dict, Path]:
@@ -108,8 +109,26 @@ class FocusMethod(Method):
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path}: weights do not match the saved architecture "
                                   f"({str(exc).splitlines()[0]})") from None
+        if cls.misfit_prior:
+            cls._load_misfit(model, Path(run))
         method = cls(model, face_model, run, checkpoint.config)
         return method.to(resolve_device(device))
+
+    @staticmethod
+    def _load_misfit(model: FocusModel, run: Path) -> None:
+        """E_MP of ``ofer train focus-misfit -o RUN`` into the model's buffers."""
+        folder = run / MISFIT_NETWORK
+        if not (folder / CHECKPOINT_FILE).is_file():
+            raise CheckpointError(f"{folder / CHECKPOINT_FILE}: no misfit prior; measure it with "
+                                  f"ofer train focus-misfit --data DIR -o {run}")
+        payload = load_checkpoint(folder, MISFIT_NETWORK).payload
+        if "misfit_neutral" not in payload:
+            raise CheckpointError(f"{folder}: R_syn has not finished training (resume ofer train focus-misfit)")
+        for name in ("misfit_neutral", "misfit_expression"):
+            value = payload[name]
+            if tuple(value.shape) != tuple(getattr(model, name).shape):
+                raise CheckpointError(f"{folder}: E_MP of shape {tuple(value.shape)} does not fit this face model")
+            getattr(model, name).copy_(value)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
