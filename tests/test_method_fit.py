@@ -41,10 +41,20 @@ def test_fit_needs_images(default_model):
         method.reconstruct_embeddings(np.zeros((1, 512)), np.zeros((1, 8)), ReconstructionSettings(), ["x"])
 
 
-def test_eval_refuses_fit_in_one_line(tmp_path, capsys):
-    code = main(["eval", "co545", "--method", "fit", "--data", str(tmp_path / "none"), "-o", str(tmp_path / "out")])
+def test_eval_runs_fit_on_the_protocol_pictures_and_names_one_without_a_face(tmp_path, capsys):
+    import test_eval_protocol as T
+
+    shape, expression = T.coefficients(2, 1)
+    front = np.repeat(T._model().front_mask.numpy()[None], 2, 0)
+    arrays = {"shape": shape, "expression": expression, "arcface": np.zeros((2, 4), np.float32),
+              "appearance": np.zeros((2, 3), np.float32), "front": T.pack_bits(front), "unoccluded": T.pack_bits(front),
+              "identity": np.arange(2, dtype=np.int32), "category": np.zeros(2, np.int8),
+              "image": np.full((2, 64, 64, 3), 128, np.uint8)}  # grey: no face
+    folder = T.write_folder(tmp_path / "protocol", "protocol", arrays)
+    code = main(["eval", "co545", "--method", "fit", "--data", str(folder), "-o", str(tmp_path / "out"),
+                 "--reference-samples", "300"])
     err = capsys.readouterr().err.strip()
-    assert code != 0 and len(err.splitlines()) == 1 and "needs images, not embeddings" in err
+    assert code != 0 and "found no face in protocol picture 0" in err.splitlines()[-1] and "Traceback" not in err
 
 
 def test_fit_writes_a_mesh_its_pose_and_an_overlay(tmp_path, default_model):
