@@ -10,7 +10,7 @@
 3. E_MP = the signed mean of (R_syn's mesh - the true mesh) over the held-out pictures, in the canonical
    model frame (metres), for the neutral and for the expressive meshes.
 
-``RUN/focus-misfit/last.pt`` holds R_syn, E_MP and the training state (every ``--save-every``
+``RUN/focus-misfit/last.pt`` holds R_syn, E_MP and the training state (``misfit.png``: E_MP^neutral per axis) (every ``--save-every``
 iterations: ``--resume`` continues); the pictures are cached beside it. ``--method focus-mp`` reads it.
 """
 
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..config import require_int
 from ..devices import resolve_device
 from ..errors import CheckpointError, InputError
-from ..io.atomic import save_npz
+from ..io.atomic import save_npz, save_picture
 from ..methods.focus.decoder import FocusDecoder
 from ..methods.focus.encoder import FocusEncoder
 from ..methods.focus.misfit import misfit_prior, prior_theta
@@ -118,6 +118,28 @@ def measure_misfit(encoder, decoder: FocusDecoder, pictures: PictureSet, theta: 
             misfit_prior(meshes(predicted, False), meshes(theta, False)))
 
 
+def misfit_figure(model, misfit: torch.Tensor) -> np.ndarray:
+    """E_MP (V, 3) metres as three colour maps on the mean face, one per axis (FOCUS's Fig. 4): blue -max,
+    white 0, red +max mm, with the scale written on each tile."""
+    import matplotlib
+
+    from PIL import Image, ImageDraw
+
+    from ..methods.outputs import render_views
+
+    with torch.no_grad():
+        neutral = model().vertices[0].cpu().numpy()
+    values = misfit.cpu().numpy() * 1000.0
+    tiles = []
+    for axis, name in enumerate("xyz"):
+        top = max(float(np.abs(values[:, axis]).max()), 1e-6)
+        colours = matplotlib.colormaps["coolwarm"]((values[:, axis] / top + 1) / 2)[:, :3]
+        tile = Image.fromarray(render_views(model, neutral[None], colours)["front"][0])
+        ImageDraw.Draw(tile).text((4, 3), f"E_MP {name}: +-{top:.1f} mm", fill=(0, 0, 0))
+        tiles.append(np.asarray(tile))
+    return np.concatenate(tiles, 1)
+
+
 @register(FocusMisfitOptions)
 def train_focus_misfit(options: FocusMisfitOptions) -> list[dict]:
     """Train R_syn and measure E_MP for the FOCUS run in ``-o``; returns the log rows."""
@@ -184,8 +206,10 @@ def train_focus_misfit(options: FocusMisfitOptions) -> list[dict]:
                 state.update(misfit_neutral=neutral.cpu(), misfit_expression=expressive.cpu())
                 log[-1].update(misfit_neutral_mm=float(neutral.norm(dim=1).mean() * 1000),
                                misfit_expression_mm=float(expressive.norm(dim=1).mean() * 1000))
+                save_picture(folder / "misfit.png", misfit_figure(data.face_model, neutral))
             save_checkpoint(folder, config, state)
     return log
 
 
-__all__ = ["FocusMisfitOptions", "MISFIT_NETWORK", "measure_misfit", "synthetic_pictures", "train_focus_misfit"]
+__all__ = ["FocusMisfitOptions", "MISFIT_NETWORK", "measure_misfit", "misfit_figure", "synthetic_pictures",
+           "train_focus_misfit"]
