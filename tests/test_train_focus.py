@@ -152,7 +152,7 @@ def test_reconstruct_writes_mesh_mask_and_overlay(tiny_run, tmp_path, capsys):
     from PIL import Image
 
     photo = "../shared/assets/faces/obama.jpg"
-    for method in ("focus", "focus-pretrained", "focus-mp"):
+    for method in ("focus", "focus-pretrained"):
         out = tmp_path / method
         assert main(["reconstruct", "--method", method, "--checkpoints", str(tiny_run), photo, "-o", str(out)]) == 0
         folder = out / "obama"

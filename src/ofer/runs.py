@@ -86,15 +86,21 @@ def save_checkpoint(folder: str | Path, config: RunConfig, state: dict[str, Any]
     return path
 
 
-def load_checkpoint(folder: str | Path, network: Optional[str] = None) -> Checkpoint:
-    """Read ``folder/last.pt``; raise :class:`CheckpointError` if missing, corrupt or of another network."""
-    path = Path(folder) / CHECKPOINT_FILE
+def read_payload(path: str | Path) -> Any:
+    """A torch file's contents (tensors and plain types only); CheckpointError if missing or corrupt."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__})") from None
+
+
+def load_checkpoint(folder: str | Path, network: Optional[str] = None) -> Checkpoint:
+    """Read ``folder/last.pt``; raise :class:`CheckpointError` if missing, corrupt or of another network."""
+    path = Path(folder) / CHECKPOINT_FILE
+    payload = read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an ofer checkpoint")
     try:
@@ -186,4 +192,4 @@ def changed_options(old: dict, new: dict, keys) -> dict:
 
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "Checkpoint", "RunConfig", "build_config", "changed_options",
            "check_encoders", "check_face_model", "encoder_mismatch", "check_fingerprint", "load_checkpoint", "load_weights",
-           "network_dir", "save_checkpoint"]
+           "network_dir", "read_payload", "save_checkpoint"]

@@ -44,7 +44,7 @@ from ..errors import CheckpointError, InputError
 from ..runs import save_checkpoint
 from .common import TrainingData, run_config
 from .focus_data import LANDMARK_SOURCES, PictureSet, load_pictures
-from .options import TrainOptions, option, require_positive
+from .options import TrainOptions, option
 from .registry import register
 from .resume import check_resumable, resume_checkpoint
 
@@ -54,14 +54,27 @@ S_PRETRAIN_LR = 0.03
 
 
 @dataclass
-class FocusOptions(TrainOptions):
-    network: ClassVar[str] = NETWORK
-    help: ClassVar[str] = "train FOCUS (reconstruction R + segmentation S, EM) or one of its variants on pictures"
+class IterationOptions(TrainOptions):
+    """Options of trainers counted in iterations on pictures with Adadelta (FOCUS and its misfit prior)."""
 
-    epochs: int = 1  # FOCUS counts iterations (the stage options); no --epochs
+    epochs: int = 1  # counted in iterations (each trainer's step options); no --epochs
     domain_directions: int = 0  # no ArcFace condition; no --domain-directions
     batch_size: int = option("--batch", default=8, type=int, metavar="N", help="pictures per step (default 8)")
     lr: float = option("--lr", default=0.1, type=float, help="Adadelta rate of R (default 0.1; S: 0.06 x in EM)")
+    save_every: int = option("--save-every", default=50, type=int, help="iterations between checkpoints")
+
+    def validate(self) -> None:
+        super().validate()
+        require_int(self.save_every, "--save-every", 1)
+        require(self.data_weights is None, f"ofer train {self.network} draws its pictures uniformly from all --data "
+                                           f"folders; --data-weights is not supported")
+
+
+@dataclass
+class FocusOptions(IterationOptions):
+    network: ClassVar[str] = NETWORK
+    help: ClassVar[str] = "train FOCUS (reconstruction R + segmentation S, EM) or one of its variants on pictures"
+
     variant: str = option("--variant", default="focus", choices=VARIANTS,
                           help="focus, its ablations (baseline, neighbor, perceptual) or baselines (mofa, supervised)")
     preset: str = option("--preset", default="paper", choices=tuple(L.PRESETS), help="loss forms: paper or code")
@@ -78,15 +91,11 @@ class FocusOptions(TrainOptions):
     em_cycles: int = option("--em-cycles", default=2, type=int, help="EM cycles (default 2)")
     em_s_steps: int = option("--em-s-steps", default=100, type=int,
                              help="S-steps per EM cycle; each cycle adds 5x as many R-steps (default 100)")
-    save_every: int = option("--save-every", default=50, type=int, help="iterations between checkpoints")
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self.lr, "--lr")
-        require(self.data_weights is None, "ofer train focus draws its pictures uniformly from all --data folders; "
-                                           "--data-weights is not supported")
-        for name in ("r_init_steps", "s_pretrain_steps", "em_cycles", "em_s_steps", "save_every"):
-            require_int(getattr(self, name), "--" + name.replace("_", "-"), 0 if name != "save_every" else 1)
+        for name in ("r_init_steps", "s_pretrain_steps", "em_cycles", "em_s_steps"):
+            require_int(getattr(self, name), "--" + name.replace("_", "-"), 0)
         require_choice(self.landmarks, "--landmarks", LANDMARK_SOURCES)
         self.net_config()  # validates the network options
 
@@ -298,4 +307,4 @@ def train_focus(options: FocusOptions) -> list[dict]:
     return stages.run()
 
 
-__all__ = ["FocusOptions", "PRETRAINED_FILE", "train_focus"]
+__all__ = ["FocusOptions", "IterationOptions", "PRETRAINED_FILE", "train_focus"]

@@ -32,36 +32,32 @@ from ..io.atomic import save_npz, save_picture
 from ..methods.focus.decoder import FocusDecoder
 from ..methods.focus.encoder import FocusEncoder
 from ..methods.focus.misfit import misfit_prior, prior_theta
+from ..methods.focus.method import MISFIT_NETWORK
 from ..methods.focus.model import NETWORK, focus_model_from
 from ..methods.focus.steps import FocusBatch, FocusNetworks, r_step
 from ..runs import load_checkpoint, save_checkpoint
 from .common import TrainingData, run_config
 from .focus_data import PictureSet, detect_landmarks
-from .options import TrainOptions, option
+from .focus import IterationOptions
+from .options import option
 from .registry import register
 from .resume import check_resumable, resume_checkpoint
 
-MISFIT_NETWORK = "focus-misfit"
 DETECT_SCALE = 4
 
 
 @dataclass
-class FocusMisfitOptions(TrainOptions):
+class FocusMisfitOptions(IterationOptions):
     network: ClassVar[str] = MISFIT_NETWORK
     help: ClassVar[str] = "FOCUS's misfit prior for a trained run (-o RUN with RUN/focus): R_syn, then E_MP"
 
-    epochs: int = 1  # counted in iterations: --steps
-    domain_directions: int = 0
-    batch_size: int = option("--batch", default=8, type=int, metavar="N", help="pictures per step (default 8)")
-    lr: float = option("--lr", default=0.1, type=float, help="Adadelta rate of R_syn (default 0.1)")
     steps: int = option("--steps", default=800, type=int, help="R_syn iterations (default 800)")
     pictures: int = option("--pictures", default=4000, type=int, help="synthetic training pictures (default 4000)")
     heldout: int = option("--heldout", default=2000, type=int, help="held-out pictures for E_MP (default 2000)")
-    save_every: int = option("--save-every", default=50, type=int, help="iterations between checkpoints")
 
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "pictures", "heldout", "save_every"):
+        for name in ("steps", "pictures", "heldout"):
             require_int(getattr(self, name), "--" + name.replace("_", "-"), 1)
 
 

@@ -31,7 +31,7 @@ from ...facemodels import FaceModel
 from ...fitting import Placement
 from ...frontend import main_face
 from ...frontend.align import BOX_CENTRE_Y, BOX_FRACTION, crop_photo, crop_window
-from ...runs import CHECKPOINT_FILE, Checkpoint, RunConfig, check_face_model, load_checkpoint
+from ...runs import CHECKPOINT_FILE, Checkpoint, RunConfig, check_face_model, load_checkpoint, read_payload
 from ..base import Hypotheses, Method, Reconstruction, ReconstructionSettings, image_names, make_reconstruction
 from ..image_frame import set_placement
 from ..loading import face_model_of
@@ -49,10 +49,9 @@ def _payload(checkpoint: Checkpoint, stage: str) -> tuple[dict, Path]:
     path = checkpoint.folder / PRETRAINED_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (the run's S pretraining has not finished, or it trains R alone)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__})") from None
+    payload = read_payload(path)
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"{path}: not a FOCUS snapshot")
     return payload, path
 
 
