@@ -19,6 +19,7 @@ hypothesis.
 from __future__ import annotations
 
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import ClassVar, Optional, Sequence
 
@@ -32,6 +33,7 @@ from ...fitting import Placement
 from ...frontend import main_face
 from ...frontend.align import BOX_CENTRE_Y, BOX_FRACTION, crop_photo, crop_window
 from ...runs import CHECKPOINT_FILE, Checkpoint, RunConfig, check_face_model, load_checkpoint, read_payload
+from ...weights import DEFAULT_RUN
 from ..base import Hypotheses, Method, Reconstruction, ReconstructionSettings, image_names, make_reconstruction
 from ..image_frame import set_placement
 from ..loading import face_model_of
@@ -53,6 +55,12 @@ def _payload(checkpoint: Checkpoint, stage: str) -> tuple[dict, Path]:
     if not isinstance(payload, dict) or "model" not in payload:
         raise CheckpointError(f"{path}: not a FOCUS snapshot")
     return payload, path
+
+
+def _shipped_run() -> Optional[Path]:
+    """The shipped run folder if it holds FOCUS weights (``focus/last.pt``), else None."""
+    path = Path(str(files("ofer.weights") / DEFAULT_RUN))
+    return path if (path / NETWORK / CHECKPOINT_FILE).is_file() else None
 
 
 def crop_intrinsics(focal: float, size: int, window: tuple[int, int, int]) -> torch.Tensor:
@@ -95,8 +103,11 @@ class FocusMethod(Method):
     @classmethod
     def from_run(cls, run=None, face_model: Optional[FaceModel] = None, device="cpu") -> "FocusMethod":
         if run is None:
-            raise OferError(f"method {cls.name!r} has no shipped weights yet: pass --checkpoints RUN "
-                            f"(a run of ofer train focus)")
+            shipped = _shipped_run()
+            if shipped is None:
+                raise OferError(f"method {cls.name!r} has no shipped weights in this installation: pass "
+                                f"--checkpoints RUN (a run of ofer train focus)")
+            run = shipped
         if not (Path(run) / NETWORK / CHECKPOINT_FILE).is_file():
             raise CheckpointError(f"{Path(run) / NETWORK / CHECKPOINT_FILE}: no FOCUS checkpoint (ofer train focus -o RUN)")
         checkpoint = load_checkpoint(Path(run) / NETWORK, NETWORK)  # format, config and network checked
