@@ -1,8 +1,10 @@
 """Copy a training run's networks into a shippable folder: weights in float16, no optimiser state.
 
 Usage: python scripts/export_weights.py RUN OUT [--restamp]
+       python scripts/export_weights.py FOCUS_RUN OUT --focus
 
-OUT gets idgen/, idrank/, expgen/ with last.pt + config.json. ``--restamp`` replaces each config's
+OUT gets idgen/, idrank/, expgen/ with last.pt + config.json; with ``--focus`` instead focus/ (R, S) and,
+if the run has one, focus-misfit/ (E_MP only, without R_syn). ``--restamp`` replaces each config's
 face-model record by the current one of the same face model (same spec and dimensions) — used once
 to add the fingerprint to weights trained before checkpoints carried one; the weights are unchanged.
 """
@@ -38,10 +40,36 @@ def export(run: Path, out: Path, restamp: bool = False) -> None:
         print(f"{network}: epoch {payload['epoch']}, {size:.1f} MiB -> {target / 'last.pt'} ({CONFIG_FILE} beside)")
 
 
+def export_focus(run: Path, out: Path) -> None:
+    """FOCUS's R and S (float16) and its misfit prior E_MP (float32, no R_syn) into OUT."""
+    checkpoint = load_checkpoint(run / "focus", "focus")
+    weights = {k: v.half() if v.is_floating_point() and not k.startswith("misfit") else v
+               for k, v in checkpoint.payload["model"].items()}
+    parts = [("focus", checkpoint.config, {"model": weights, "stage": checkpoint.payload["stage"],
+                                           "step": checkpoint.payload["step"]})]
+    if (run / "focus-misfit" / "last.pt").is_file():
+        misfit = load_checkpoint(run / "focus-misfit", "focus-misfit")
+        parts.append(("focus-misfit", misfit.config, {"model": {}, "step": misfit.payload["step"],
+                                                      "misfit_neutral": misfit.payload["misfit_neutral"],
+                                                      "misfit_expression": misfit.payload["misfit_expression"]}))
+    for network, config, state in parts:
+        target = out / network
+        target.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(target, config, state)
+        for name in ("log.jsonl", "misfit.png"):
+            if (run / network / name).is_file():
+                shutil.copy(run / network / name, target / name)
+        print(f"{network}: {(target / 'last.pt').stat().st_size / 2**20:.1f} MiB -> {target / 'last.pt'}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--restamp", action="store_true")
+    parser.add_argument("--focus", action="store_true", help="export a FOCUS run (focus/, focus-misfit/)")
     args = parser.parse_args()
-    export(args.run, args.out, args.restamp)
+    if args.focus:
+        export_focus(args.run, args.out)
+    else:
+        export(args.run, args.out, args.restamp)
