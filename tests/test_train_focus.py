@@ -269,3 +269,21 @@ def test_misfit_prior_trains_r_syn_on_black_renders_and_resumes(tiny_run, photos
     assert main(["eval", "pictures", str(run), "--data", str(photos), "-o", str(out)]) == 0
     tests = json.loads((out / "metrics.json").read_text())["misfit_tests"]
     assert set(tests) == {"FOCUS"} and tests["FOCUS"]["identity"]["count"] == 4
+
+
+def test_em_alternates_one_s_step_then_five_r_steps_per_cycle(photos, tmp_path, monkeypatch):
+    from ofer.training import focus
+
+    calls = []
+    for name in ("r_step", "s_step", "s_pretrain_step"):
+        original = getattr(focus, name)
+
+        def record(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(focus, name, record)
+    train(photos, tmp_path / "run", em_cycles=2, r_init_steps=2, s_pretrain_steps=1)
+    names = calls
+    assert names[:3] == ["r_step", "r_step", "s_pretrain_step"]
+    assert names[3:] == (["s_step"] + ["r_step"] * 5) * 2
