@@ -139,3 +139,15 @@ def test_normalizer_round_trip_and_constant_dims():
     torch.testing.assert_close(norm.inverse(norm(x)), x)
     again = Normalizer.from_dict(norm.to_dict("t"), "t", "here")
     torch.testing.assert_close(again(x), norm(x))
+
+
+def test_condition_noise_is_a_recorded_training_regulariser(fake_data, tmp_path):
+    train("expgen", fake_data, tmp_path / "plain", epochs=2)
+    train("expgen", fake_data, tmp_path / "zero", epochs=2, condition_noise=0.0)
+    train("expgen", fake_data, tmp_path / "noisy", epochs=2, condition_noise=0.5)
+    plain, zero, noisy = (load_checkpoint(tmp_path / r / "expgen") for r in ("plain", "zero", "noisy"))
+    assert all(torch.equal(plain.payload["model"][k], zero.payload["model"][k]) for k in plain.payload["model"])
+    assert not all(torch.equal(plain.payload["model"][k], noisy.payload["model"][k]) for k in plain.payload["model"])
+    assert noisy.config.training["condition_noise"] == 0.5
+    with pytest.raises(CheckpointError, match="--condition-noise"):  # defines the network: not on --resume
+        train("expgen", fake_data, tmp_path / "noisy", epochs=3, condition_noise=0.25, resume=True)
