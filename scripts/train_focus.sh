@@ -25,7 +25,8 @@ TRAIN=("$DATA/photo_train" "$DATA/photo_expr")
 for variant in focus mofa supervised; do
   ofer train focus --data "${TRAIN[@]}" --variant "$variant" -o "$RUNS/focus_$variant" --seed 0 --device "$DEVICE" \
       $FOCUS_SIZE --quiet
-  ofer train focus-misfit --data "${TRAIN[@]}" -o "$RUNS/focus_$variant" --seed 0 --device "$DEVICE" --quiet
+  # R_syn: 400 iterations at CPU-small scale (half of R's init; the misfit prior of the FOCUS run in the README)
+  ofer train focus-misfit --data "${TRAIN[@]}" -o "$RUNS/focus_$variant" --seed 0 --steps 400 --device "$DEVICE" --quiet
 done
 
 ofer eval pictures "$RUNS"/focus_{focus,mofa,supervised} --data "$DATA/photo_heldout" -o "$REPORTS/focus_pictures" \
