@@ -6,6 +6,7 @@ and goes once through R and S (:meth:`~ofer.methods.focus.method.FocusMethod.enc
 - segmentation (:func:`~.segmentation.segmentation_scores`): S's mask (>= 0.5) against the true
   visible face (the engine's face silhouette minus the occluder mask, resized), inside R's rendered
   region; for variants without S (``mofa``, ``supervised``) the rendered region itself, i.e. "all face";
+  ``f1_all_face``, the F1 of that trivial mask, is kept for every method as the floor a segmenter must beat;
 - the M_pre masks of the "Pretrained" R at xi = 0.0166 ([C]), 0.0296 (4 sigma) and 0.17 (the paper),
   BASELINES.md A.4's study;
 - image-fitting RMSE inside the true visible face (0-255);
@@ -98,7 +99,8 @@ def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: 
         for b in range(len(theta)):
             index = start + b
             scores = segmentation_scores(predicted[b, 0].cpu().numpy(), truth[b], region[b])
-            out = {**scores, "rmse": fitting_rmse(images[b], rendered[b], truth[b])}
+            out = {**scores, "rmse": fitting_rmse(images[b], rendered[b], truth[b]),
+                   "f1_all_face": segmentation_scores(region[b], truth[b], region[b])["f1"]}
             out["identity"] = M.aligned_rms(neutral[b], gt_neutral[b], front_vertices[index], scaling=True)
             out["expression_vis"] = M.aligned_rms(expressive[b], gt_expressive[b], visible_vertices[index] &
                                                   front_vertices[index], scaling=True)
