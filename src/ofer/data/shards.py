@@ -272,7 +272,7 @@ class ShardDataset(Dataset):
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        arrays = self._read(index)
+        arrays = self.read_shard(index)
         if self.fields is not None:
             unknown = [f for f in self.fields if f not in arrays]
             if unknown:
@@ -283,8 +283,10 @@ class ShardDataset(Dataset):
             self._cache.popitem(last=False)
         return arrays
 
-    def _read(self, index: int) -> dict[str, np.ndarray]:
+    def read_shard(self, index: int) -> dict[str, np.ndarray]:
+        """Every field of shard ``index`` (checked, not cached): for readers that stream a folder shard by shard."""
         return read_shard(self.folder / shard_name(index), self.manifest.shard_range(index)[1])
+
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):
@@ -297,7 +299,7 @@ class ShardDataset(Dataset):
         """Whole columns (N, ...) of the given fields, concatenated over all shards."""
         parts: dict[str, list] = {f: [] for f in fields}
         for index in range(self.manifest.num_shards):
-            data = self._read(index)
+            data = self.read_shard(index)
             for f in parts:
                 parts[f].append(data[f])
         return {f: np.concatenate(v) for f, v in parts.items()}

@@ -49,7 +49,7 @@ def load_pictures_folder(folder: str | Path, limit: int | None = None) -> dict[s
     if dataset.manifest.kind != "photo":
         raise InputError(f"{folder}: kind {dataset.manifest.kind!r} has no face silhouette; use a photo folder "
                          f"(ofer synth photo)")
-    first = dataset._read(0)
+    first = dataset.read_shard(0)
     fields = ["image", "silhouette", "occluder_mask", "category", "shape", "expression", "front", "unoccluded"]
     fields += ["occluder_kind"] if "occluder_kind" in first else []
     data = dataset.arrays(fields)
@@ -82,14 +82,12 @@ def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: 
         crops = torch.from_numpy(_resize(data["image"][part], size)).permute(0, 3, 1, 2).float() / 255.0
         truth = _resize(data["visible"][part].astype(np.uint8), size, nearest=True).astype(bool)
         theta, rendering, mask = method.encode(crops.to(method.device))
-        params = method.model.decoder.split(theta)
         segments = method.model.config.segments
         predicted = (mask >= 0.5) if segments else rendering.region.bool()
         region = rendering.region[:, 0].bool().cpu().numpy()
         images, rendered = crops.permute(0, 2, 3, 1).numpy(), rendering.image.permute(0, 2, 3, 1).cpu().numpy()
-        shape = (params.identity * method.face_model.shape_std.to(theta)).cpu().numpy()
-        code = model.join_code(params.expression.cpu(), torch.zeros(len(theta), model.pose_dim)).numpy()
-        neutral, expressive = code_meshes(model, shape), code_meshes(model, shape, code)
+        shape, code = method.coefficients(theta)
+        neutral, expressive = code_meshes(model, shape.numpy()), code_meshes(model, shape.numpy(), code.numpy())
         if method.misfit_prior:  # P_mf = P - E_MP (mm here)
             neutral = neutral - method.model.misfit_neutral.cpu().numpy() * 1000.0
             expressive = expressive - method.model.misfit_expression.cpu().numpy() * 1000.0

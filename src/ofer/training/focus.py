@@ -43,7 +43,7 @@ from ..networks.resnet import BACKBONES
 from ..errors import CheckpointError, InputError
 from ..runs import save_checkpoint
 from .common import TrainingData, run_config
-from .focus_data import LANDMARK_SOURCES, PictureSet, load_pictures
+from .focus_data import LANDMARK_SOURCES, PictureSampler, PictureSet, load_pictures
 from .options import TrainOptions, option
 from .registry import register
 from .resume import check_resumable, resume_checkpoint
@@ -122,21 +122,19 @@ class _Stages:
     """Runs the stage plan on one model and picture set; owns the optimisers, batches and checkpoint."""
 
     def __init__(self, options: FocusOptions, model: FocusModel, pictures: PictureSet, config, device):
-        self.options, self.model, self.pictures, self.config, self.device = options, model, pictures, config, device
+        self.options, self.model, self.config, self.device = options, model, config, device
         self.losses = model.config.losses()
         self.opt_r = torch.optim.Adadelta(model.encoder.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.opt_s = torch.optim.Adadelta(model.segmenter.parameters(), lr=options.lr)
         self.em = EMSchedule(s_steps=max(1, options.em_s_steps), cycles=max(1, options.em_cycles), lr_r=options.lr)
-        self.generator = torch.Generator().manual_seed(options.seed)
-        self.order, self.position = torch.zeros(0, dtype=torch.long), 0
+        self.sampler = PictureSampler(pictures, options.seed)
         self.stage, self.step = 0, 0
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.trainable_state(), "optimizer": {"r": self.opt_r.state_dict(),
                                                                      "s": self.opt_s.state_dict()},
-                "generator": self.generator.get_state(), "order": self.order, "position": self.position,
-                "torch_rng": torch.get_rng_state(), "stage": self.stage, "step": self.step}
+                **self.sampler.state(), "torch_rng": torch.get_rng_state(), "stage": self.stage, "step": self.step}
 
     def restore(self, checkpoint) -> None:
         payload = checkpoint.payload
@@ -147,8 +145,7 @@ class _Stages:
                                   f"({str(exc).splitlines()[0]})") from None
         self.opt_r.load_state_dict(payload["optimizer"]["r"])
         self.opt_s.load_state_dict(payload["optimizer"]["s"])
-        self.generator.set_state(payload["generator"])
-        self.order, self.position = payload["order"], int(payload["position"])
+        self.sampler.load(payload)
         torch.set_rng_state(payload["torch_rng"])
         self.stage, self.step = int(payload["stage"]), int(payload["step"])
 
@@ -157,13 +154,7 @@ class _Stages:
 
     # -- batches ----------------------------------------------------------------------------------
     def batch(self) -> FocusBatch:
-        count = min(self.options.batch_size, len(self.pictures))
-        if self.position + count > len(self.order):
-            self.order, self.position = torch.randperm(len(self.pictures), generator=self.generator), 0
-        indices = self.order[self.position : self.position + count]
-        self.position += count
-        images, landmarks, visible = self.pictures.batch(indices, self.device)
-        return FocusBatch(images, landmarks, visible)
+        return FocusBatch(*self.sampler.next(self.options.batch_size, self.device))
 
     # -- one iteration ----------------------------------------------------------------------------
     def iterate(self, name: str, step: int, steps: int) -> dict:

@@ -51,6 +51,31 @@ class PictureSet:
         return images, self.landmarks[indices].to(device), visible
 
 
+class PictureSampler:
+    """Batches of a :class:`PictureSet` without replacement, reshuffled (``generator``) whenever a pass ends;
+    its state (generator, order, position) goes into a checkpoint so a resumed run draws the same batches."""
+
+    def __init__(self, pictures: PictureSet, seed: int):
+        self.pictures, self.generator = pictures, torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.zeros(0, dtype=torch.long), 0
+
+    def next(self, batch_size: int, device: torch.device):
+        """The next batch: :meth:`PictureSet.batch` of at most ``batch_size`` pictures."""
+        count = min(batch_size, len(self.pictures))
+        if self.position + count > len(self.order):
+            self.order, self.position = torch.randperm(len(self.pictures), generator=self.generator), 0
+        indices = self.order[self.position : self.position + count]
+        self.position += count
+        return self.pictures.batch(indices, device)
+
+    def state(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], int(state["position"])
+
+
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
@@ -104,14 +129,14 @@ def load_pictures(data: TrainingData, size: int, landmarks: str = "mediapipe", c
     if landmarks not in LANDMARK_SOURCES:
         raise InputError(f"--landmarks must be one of {', '.join(LANDMARK_SOURCES)}, got {landmarks!r}")
     if with_visible:
-        lacking = [str(p.path) for p in data.parts if "silhouette" not in p.dataset._read(0)]
+        lacking = [str(p.path) for p in data.parts if "silhouette" not in p.dataset.read_shard(0)]
         if lacking:
             raise InputError(f"{lacking[0]}: no face silhouette stored, so no ground-truth visible-face mask "
                              f"(use photo-domain data, ofer synth photo)")
     pictures, small, oracle, visible = [], [], [], []
     for part in data.parts:
         for index in range(part.manifest.num_shards):
-            arrays = part.dataset._read(index)
+            arrays = part.dataset.read_shard(index)
             height, width = arrays["image"].shape[1:3]
             for k in range(len(arrays["image"])):
                 image = arrays["image"][k]
@@ -135,4 +160,4 @@ def load_pictures(data: TrainingData, size: int, landmarks: str = "mediapipe", c
                       torch.from_numpy(keep), int(len(points) - len(keep)))
 
 
-__all__ = ["LANDMARK_SOURCES", "PictureSet", "detect_landmarks", "load_pictures"]
+__all__ = ["LANDMARK_SOURCES", "PictureSampler", "PictureSet", "detect_landmarks", "load_pictures"]

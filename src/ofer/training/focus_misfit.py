@@ -37,7 +37,7 @@ from ..methods.focus.model import NETWORK, focus_model_from
 from ..methods.focus.steps import FocusBatch, FocusNetworks, r_step
 from ..runs import load_checkpoint, save_checkpoint
 from .common import TrainingData, run_config
-from .focus_data import PictureSet, detect_landmarks
+from .focus_data import PictureSampler, PictureSet, detect_landmarks
 from .focus import IterationOptions
 from .options import option
 from .registry import register
@@ -158,8 +158,8 @@ def train_focus_misfit(options: FocusMisfitOptions) -> list[dict]:
     torch.manual_seed(options.seed)
     encoder = FocusEncoder(decoder.code_dim, config_net.backbone).to(device)
     optimizer = torch.optim.Adadelta(encoder.parameters(), lr=options.lr)
-    generator = torch.Generator().manual_seed(options.seed)
-    order, position, step, log = torch.zeros(0, dtype=torch.long), 0, 0, []
+    sampler = PictureSampler(train_set, options.seed)
+    step, log = 0, []
     config = run_config(options, data, ("identity",), config_net, {},
                         extra={"focus_run": str(focus.path), "landmarks": source, "pictures": len(train_set),
                                "heldout": len(held_set), "dropped": train_set.dropped + held_set.dropped})
@@ -171,19 +171,15 @@ def train_focus_misfit(options: FocusMisfitOptions) -> list[dict]:
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{checkpoint.path}: weights do not match ({str(exc).splitlines()[0]})") from None
         optimizer.load_state_dict(p["optimizer"])
-        generator.set_state(p["generator"])
+        sampler.load(p)
         torch.set_rng_state(p["torch_rng"])
-        order, position, step, log = p["order"], int(p["position"]), int(p["step"]), list(p["log"])
+        step, log = int(p["step"]), list(p["log"])
     nets = FocusNetworks(encoder, decoder, trained.segmenter)
     losses = trained.config.losses()
     window = []
     for step in tqdm(range(step, options.steps), desc="R_syn", initial=step, total=options.steps,
                      disable=not options.progress, file=sys.stderr, leave=False):
-        count = min(options.batch_size, len(train_set))
-        if position + count > len(order):
-            order, position = torch.randperm(len(train_set), generator=generator), 0
-        images, landmarks, _ = train_set.batch(order[position : position + count], device)
-        position += count
+        images, landmarks, _ = sampler.next(options.batch_size, device)
         for group in optimizer.param_groups:
             group["lr"] = options.lr * 0.99 ** int(step // max(1.0, options.steps / 60))
         row = r_step(FocusBatch(images, landmarks), nets, optimizer, losses, "none")
@@ -195,8 +191,7 @@ def train_focus_misfit(options: FocusMisfitOptions) -> list[dict]:
             log.append({"step": done, "loss": float(np.mean(window))})
             window = []
             state = {"model": {"encoder": encoder.state_dict()}, "optimizer": optimizer.state_dict(),
-                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "order": order,
-                     "position": position, "step": done, "log": log}
+                     **sampler.state(), "torch_rng": torch.get_rng_state(), "step": done, "log": log}
             if done == options.steps:
                 neutral, expressive = measure_misfit(encoder, decoder, held_set, held_theta)
                 state.update(misfit_neutral=neutral.cpu(), misfit_expression=expressive.cpu())

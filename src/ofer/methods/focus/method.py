@@ -163,6 +163,13 @@ class FocusMethod(Method):
         theta, rendering = nets.render(crops)
         return theta, rendering, nets.mask(rendering, crops) * rendering.region
 
+    def coefficients(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) identity coefficients and (B, code_dim) codes (expression, jaw zero) of R's theta, on the CPU."""
+        params, model = self.model.decoder.split(theta), self.cpu_face_model()
+        shapes = (params.identity * self.face_model.shape_std.to(theta)).float().cpu()
+        codes = model.join_code(params.expression.float().cpu(), torch.zeros(len(theta), model.pose_dim))
+        return shapes, codes
+
     @torch.no_grad()
     def picture_hypotheses(self, pictures: np.ndarray, settings: ReconstructionSettings, keys: Sequence) -> Hypotheses:
         """The engines' pictures (B, H, W, 3) uint8 are framed already: resized and encoded, no detection.
@@ -173,9 +180,7 @@ class FocusMethod(Method):
         crops = np.stack([cv2.resize(np.ascontiguousarray(p), (size, size), interpolation=cv2.INTER_AREA)
                           for p in pictures])
         theta, _, _ = self.encode(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device))
-        params = self.model.decoder.split(theta)
-        shapes = (params.identity * self.face_model.shape_std.to(theta)).float().cpu()
-        codes = model.join_code(params.expression.float().cpu(), torch.zeros(len(theta), model.pose_dim))
+        shapes, codes = self.coefficients(theta)
         meshes = model(shapes, *model.split_code(codes)).vertices
         if self.misfit_prior:
             meshes = meshes - self.model.misfit_expression.cpu()
@@ -197,12 +202,10 @@ class FocusMethod(Method):
         timings = {"frontend": time.perf_counter() - started}
         started = time.perf_counter()
         theta, rendering, mask = self.encode(crop.to(self.device))
-        params = self.model.decoder.split(theta)
-        cameras = self.model.decoder.cameras(params)
+        cameras = self.model.decoder.cameras(self.model.decoder.split(theta))
         timings["focus"] = time.perf_counter() - started
         model = self.cpu_face_model()
-        shape = (params.identity * self.face_model.shape_std.to(theta)).float().cpu()
-        code = model.join_code(params.expression.float().cpu(), torch.zeros(1, model.pose_dim))
+        shape, code = self.coefficients(theta)
         rec = make_reconstruction(model, self.name, name, shape, torch.zeros(1), 0, code, box=box, timings=timings,
                                   faces_in_image=len(detections))
         if self.misfit_prior:
