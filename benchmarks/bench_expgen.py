@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ofer.data.shards import ShardDataset
+from ofer.data.shards import EMBEDDING_FIELDS, ShardDataset
 from ofer.data.synth import unpack_bits
 from ofer.facemodels import load_face_model_from_record
 from ofer.methods.ofer.generator import CoefficientGenerator
@@ -64,7 +64,7 @@ def main() -> None:
     n, m = min(args.images, len(data["shape"])), args.samples
     shape = torch.from_numpy(data["shape"][:n]).float()
     truth_expr = torch.from_numpy(data["expression"][:n]).float()
-    cond_np = np.concatenate([data["arcface"][:n], data["appearance"][:n]], 1)
+    cond_np = np.concatenate([data[EMBEDDING_FIELDS[role]][:n] for role in expgen.config.encoders], 1)
     cond = torch.from_numpy(cond_np).float()
     visible = unpack_bits(data["unoccluded"][:n], model.num_vertices)
     with torch.no_grad():

@@ -151,3 +151,31 @@ def test_condition_noise_is_a_recorded_training_regulariser(fake_data, tmp_path)
     assert noisy.config.training["condition_noise"] == 0.5
     with pytest.raises(CheckpointError, match="--condition-noise"):  # defines the network: not on --resume
         train("expgen", fake_data, tmp_path / "noisy", epochs=3, condition_noise=0.25, resume=True)
+
+
+def test_expgen_on_appearance_alone_ignores_the_identity_embedding(fake_data, tmp_path):
+    """``--condition appearance``: ExpGen records only the appearance encoder and OFER feeds it that alone,
+    so two identity embeddings with one appearance give the same hypotheses (with the default they differ)."""
+    from ofer.methods.base import ReconstructionSettings
+    from ofer.methods.ofer import OFER
+
+    with pytest.raises(OferError, match="--domain-directions 0"):
+        train("expgen", fake_data, tmp_path / "bad", epochs=1, condition="appearance")
+    expressions = {}
+    for condition in ("appearance", "identity+appearance"):
+        run = tmp_path / condition
+        train("expgen", fake_data, run, epochs=2, condition=condition, domain_directions=0)
+        train("idgen", fake_data, run, epochs=2, domain_directions=0)
+        train("idrank", fake_data, run, epochs=1, domain_directions=0)
+        expgen = load_checkpoint(run / "expgen")
+        assert list(expgen.config.encoders) == condition.split("+")
+        method = OFER.from_run(run)
+        assert set(method.encoders) == {"identity", "appearance"}  # the front end still computes both
+        identity = torch.nn.functional.normalize(torch.randn(2, 512, generator=torch.Generator().manual_seed(0)), dim=1)
+        appearance = torch.randn(1, 16, generator=torch.Generator().manual_seed(1)).repeat(2, 1)
+        settings = ReconstructionSettings(shapes=3, expressions=4, steps=5)
+        recs = method.reconstruct_embeddings(identity.numpy(), appearance.numpy(), settings, ["same", "same"])
+        expressions[condition] = [r.expressions for r in recs]
+    assert torch.equal(torch.as_tensor(expressions["appearance"][0]), torch.as_tensor(expressions["appearance"][1]))
+    assert not torch.equal(torch.as_tensor(expressions["identity+appearance"][0]),
+                           torch.as_tensor(expressions["identity+appearance"][1]))

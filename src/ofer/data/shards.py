@@ -31,6 +31,7 @@ from ..runs import FACE_MODEL_KEYS, check_fingerprint
 
 MANIFEST = "manifest.json"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+EMBEDDING_FIELDS = {"identity": "arcface", "appearance": "appearance"}  # encoder role -> its shard field
 
 
 def shard_name(index: int) -> str:

@@ -15,11 +15,11 @@ import torch
 
 from ..config import require, require_choice
 from ..devices import resolve_device
-from ..data.shards import code_fields, stored_code
+from ..data.shards import EMBEDDING_FIELDS, code_fields, stored_code
 from ..diffusion import DDPMScheduler, DDPMSchedulerConfig
 from ..errors import InputError
 from ..networks import Denoiser, DenoiserConfig
-from ..networks.normalization import Normalizer
+from ..networks.normalization import ConditionNormalizer, Normalizer
 from .common import PHOTO_EXPRESSIONS, TrainingData, adamw, run_config
 from .loop import run_epochs
 from .options import TrainOptions, option, require_widths
@@ -27,6 +27,8 @@ from .registry import register
 from .resume import resume_checkpoint
 
 DIFFUSION_LOSSES = {"l1": torch.nn.functional.l1_loss, "mse": torch.nn.functional.mse_loss}
+# ExpGen's condition: the paper's ArcFace || appearance, or the appearance embedding alone (README, Results)
+EXPGEN_CONDITIONS = {"identity+appearance": ("identity", "appearance"), "appearance": ("appearance",)}
 
 
 @dataclass
@@ -84,10 +86,17 @@ class ExpGenOptions(DiffusionOptions):
         "--photo-expression", default="fit", choices=PHOTO_EXPRESSIONS,
         help="expression targets of photo-domain folders: the landmark fit's pseudo-label (fit, default) or "
              "MediaPipe's blendshape scores of the clean picture (mediapipe; ARKit-named face models)")
+    condition: str = option(
+        "--condition", default="identity+appearance", choices=tuple(EXPGEN_CONDITIONS),
+        help="ExpGen's condition: ArcFace || appearance (identity+appearance, the paper's, default) or the "
+             "appearance embedding alone (appearance), which leaves it no identity to recognise photo rows by")
 
     def validate(self) -> None:
         super().validate()
         require_choice(self.photo_expression, "--photo-expression", PHOTO_EXPRESSIONS)
+        require_choice(self.condition, "--condition", tuple(EXPGEN_CONDITIONS))
+        require(self.condition != "appearance" or self.domain_directions == 0,
+                "--condition appearance has no identity embedding to project: pass --domain-directions 0")
 
 
 def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tensor, torch.Tensor, tuple[str, ...]]:
@@ -110,8 +119,9 @@ def diffusion_task(options: DiffusionOptions) -> tuple[TrainingData, torch.Tenso
     if target.shape[1] != model.code_dim:
         raise InputError(f"{' '.join(map(str, data.folders))}: expression codes have {target.shape[1]} dims, "
                          f"the face model's code_dim is {model.code_dim}")
-    cond = torch.cat([columns["arcface"], columns["appearance"]], dim=1)
-    return data, target, cond, ("identity", "appearance")
+    roles = EXPGEN_CONDITIONS[options.condition]
+    cond = torch.cat([columns[EMBEDDING_FIELDS[r]] for r in roles], dim=1)
+    return data, target, cond, roles
 
 
 def train_diffusion(options: DiffusionOptions) -> list[dict]:
@@ -120,7 +130,8 @@ def train_diffusion(options: DiffusionOptions) -> list[dict]:
     checkpoint = resume_checkpoint(options)
     data, target, cond, roles = diffusion_task(options)
     target_norm = Normalizer.fit(target)
-    cond_norm = data.condition_normalizer(cond, options.domain_directions)
+    cond_norm = (data.condition_normalizer(cond, options.domain_directions) if "identity" in roles
+                 else ConditionNormalizer.fit(cond, 0, 0))
     widths = options.resolved_widths(target.shape[1])
     net_config = DenoiserConfig(input_dim=target.shape[1], cond_dim=cond.shape[1], widths=widths)
     scheduler_config = DDPMSchedulerConfig()

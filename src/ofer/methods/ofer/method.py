@@ -53,7 +53,7 @@ class OFER(Method):
         self.face_model = face_model.eval()
         self.idgen, self.idrank, self.expgen = idgen, idrank, expgen
         self.run = Path(run)
-        self.encoders = dict(expgen.config.encoders)
+        self.encoders = {**idgen.config.encoders, **expgen.config.encoders}
         self.device = torch.device("cpu")
         self._warned: set = set()
 
@@ -71,7 +71,7 @@ class OFER(Method):
         info = face_model.info().to_dict()
         idgen = CoefficientGenerator.from_checkpoint(checkpoints["idgen"], info)
         expgen = CoefficientGenerator.from_checkpoint(checkpoints["expgen"], info, idgen.config.encoders)
-        idrank = ShapeRanker.from_checkpoint(checkpoints["idrank"], info, expgen.config.encoders)
+        idrank = ShapeRanker.from_checkpoint(checkpoints["idrank"], info, {**idgen.config.encoders, **expgen.config.encoders})
         return cls(face_model, idgen, idrank, expgen, run).to(device)
 
     def modules(self) -> list[torch.nn.Module]:
@@ -129,7 +129,9 @@ class OFER(Method):
              steps: Optional[int], key) -> Reconstruction:
         model = self.face_model
         ident = torch.from_numpy(identity)
-        cond = torch.cat([ident, torch.from_numpy(appearance)], dim=1)
+        parts = {"identity": ident, "appearance": torch.from_numpy(appearance)}
+        cond = torch.cat([parts["identity"], parts["appearance"]], dim=1)
+        expgen_cond = torch.cat([parts[role] for role in self.expgen.config.encoders], dim=1)  # its training order
         timings = {}
         t0 = time.perf_counter()
         shapes = self.idgen.sample(ident, settings.shapes, settings.sampler, steps,
@@ -140,7 +142,7 @@ class OFER(Method):
         scores, best = self.idrank.rank(model, shapes[None], cond)
         timings["idrank"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        codes = self.expgen.sample(cond, settings.expressions, settings.sampler, steps,
+        codes = self.expgen.sample(expgen_cond, settings.expressions, settings.sampler, steps,
                                    image_generator(settings.seed, key, "expgen"))[0]  # (M, C)
         codes = model.clamp_expression(codes)
         timings["expgen"] = time.perf_counter() - t0
