@@ -287,3 +287,26 @@ def test_em_alternates_one_s_step_then_five_r_steps_per_cycle(photos, tmp_path, 
     names = calls
     assert names[:3] == ["r_step", "r_step", "s_pretrain_step"]
     assert names[3:] == (["s_step"] + ["r_step"] * 5) * 2
+
+
+def test_pictures_pair_each_record_with_its_clean_picture(tiny_run, photos):
+    """With ``image_clean`` (``--clean-images``), the identity error is also measured on the clean picture:
+    the same picture gives a zero gap, another one a non-zero one, over the occluded records only."""
+    from ofer.cli.eval_pictures import paired_table
+    from ofer.evaluation.pictures import clean_occluded_tests, evaluate_method, load_pictures_folder
+    from ofer.methods.focus.method import FocusMethod
+
+    method = FocusMethod.from_run(tiny_run)
+    data = load_pictures_folder(photos)
+    assert "image_clean" not in data and "identity_clean" not in evaluate_method(method, data)
+    data["image_clean"] = data["image"].copy()
+    same = evaluate_method(method, data)
+    np.testing.assert_allclose(same["identity_clean"], same["identity"], atol=1e-9)
+    data["group"] = np.array(["hand", "unoccluded", "hand", "object"])
+    data["image_clean"] = data["image"][:, ::-1].copy()  # a different picture of each scene
+    moved = evaluate_method(method, data)
+    assert np.abs(moved["identity_gap"]).max() > 0
+    test = clean_occluded_tests({"FOCUS": moved}, data["group"])["FOCUS"]
+    assert test["count"] == 3
+    assert np.isclose(test["occluded"] - test["clean"], moved["identity_gap"][data["group"] != "unoccluded"].mean())
+    assert "| FOCUS |" in paired_table({"FOCUS": test}) and paired_table({}) == ""

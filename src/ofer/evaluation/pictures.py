@@ -11,7 +11,9 @@ and goes once through R and S (:meth:`~ofer.methods.focus.method.FocusMethod.enc
   BASELINES.md A.4's study;
 - image-fitting RMSE inside the true visible face (0-255);
 - identity error: the neutral mesh of R's identity against the pseudo-label's (face region,
-  similarity-aligned RMS, mm), and the expressive mesh's error on the visible face-region vertices.
+  similarity-aligned RMS, mm), and the expressive mesh's error on the visible face-region vertices;
+- paired clean / occluded (BASELINES.md A.11.6.4; folders made with ``--clean-images``): the same
+  identity error on the record's unoccluded picture (``identity_clean``) and the gap occluded - clean.
 
 Records group by occluder (:data:`~ofer.data.occluders.KIND_GROUPS`, from ``occluder_kind``; folders
 made before it was stored group by ``category``). Means over records; F1 also with its std.
@@ -51,7 +53,7 @@ def load_pictures_folder(folder: str | Path, limit: int | None = None) -> dict[s
                          f"(ofer synth photo)")
     first = dataset.read_shard(0)
     fields = ["image", "silhouette", "occluder_mask", "category", "shape", "expression", "front", "unoccluded"]
-    fields += ["occluder_kind"] if "occluder_kind" in first else []
+    fields += [f for f in ("occluder_kind", "image_clean") if f in first]
     data = dataset.arrays(fields)
     count = len(data["image"]) if limit is None else min(limit, len(data["image"]))
     data = {k: v[:count] for k, v in data.items()}
@@ -71,6 +73,27 @@ def _resize(images: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return np.stack([cv2.resize(np.ascontiguousarray(im), (size, size), interpolation=mode) for im in images])
 
 
+def _neutral_meshes(method: FocusMethod, theta: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(B, V, 3) neutral and expressive meshes (mm) of R's theta, the misfit prior subtracted if the method has it."""
+    model = method.cpu_face_model()
+    shape, code = method.coefficients(theta)
+    neutral, expressive = code_meshes(model, shape.numpy()), code_meshes(model, shape.numpy(), code.numpy())
+    if method.misfit_prior:  # P_mf = P - E_MP (mm here)
+        neutral = neutral - method.model.misfit_neutral.cpu().numpy() * 1000.0
+        expressive = expressive - method.model.misfit_expression.cpu().numpy() * 1000.0
+    return neutral, expressive
+
+
+def _clean_identity(method: FocusMethod, data: dict, part: slice, gt_neutral: np.ndarray,
+                    front_vertices: np.ndarray) -> list[float]:
+    """The identity error of R on the records' unoccluded pictures (the paired comparison)."""
+    size = method.model.config.image_size
+    crops = torch.from_numpy(_resize(data["image_clean"][part], size)).permute(0, 3, 1, 2).float() / 255.0
+    theta, _, _ = method.encode(crops.to(method.device))
+    neutral, _ = _neutral_meshes(method, theta)
+    return [M.aligned_rms(neutral[b], gt_neutral[b], front_vertices[b], scaling=True) for b in range(len(theta))]
+
+
 def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: bool = False) -> dict[str, np.ndarray]:
     """Per-record metrics (N,) of one loaded FOCUS-like method (see the module docstring)."""
     size, model = method.model.config.image_size, method.cpu_face_model()
@@ -86,12 +109,10 @@ def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: 
         predicted = (mask >= 0.5) if segments else rendering.region.bool()
         region = rendering.region[:, 0].bool().cpu().numpy()
         images, rendered = crops.permute(0, 2, 3, 1).numpy(), rendering.image.permute(0, 2, 3, 1).cpu().numpy()
-        shape, code = method.coefficients(theta)
-        neutral, expressive = code_meshes(model, shape.numpy()), code_meshes(model, shape.numpy(), code.numpy())
-        if method.misfit_prior:  # P_mf = P - E_MP (mm here)
-            neutral = neutral - method.model.misfit_neutral.cpu().numpy() * 1000.0
-            expressive = expressive - method.model.misfit_expression.cpu().numpy() * 1000.0
+        neutral, expressive = _neutral_meshes(method, theta)
         gt_expressive, gt_neutral = ground_truth(model, data, np.arange(start, start + len(theta)))
+        clean = (_clean_identity(method, data, part, gt_neutral, front_vertices[part]) if "image_clean" in data
+                 else None)
         studies = ({xi: L.preliminary_mask(crops, rendering.image.cpu(), rendering.region.cpu(), xi, "squared")[:, 0]
                     .bool().numpy() for xi in XI_STUDY} if xi_study else {})
         for b in range(len(theta)):
@@ -102,6 +123,8 @@ def evaluate_method(method: FocusMethod, data: dict[str, np.ndarray], xi_study: 
             out["identity"] = M.aligned_rms(neutral[b], gt_neutral[b], front_vertices[index], scaling=True)
             out["expression_vis"] = M.aligned_rms(expressive[b], gt_expressive[b], visible_vertices[index] &
                                                   front_vertices[index], scaling=True)
+            if clean is not None:
+                out["identity_clean"], out["identity_gap"] = clean[b], out["identity"] - clean[b]
             for xi, masks in studies.items():
                 out[f"mpre_f1_{xi:g}"] = segmentation_scores(masks[b], truth[b], region[b])["f1"]
             for key, value in out.items():
@@ -144,25 +167,32 @@ def run_rows(run: Path, device: str = "cpu") -> list[tuple[str, FocusMethod, boo
     return rows
 
 
-def misfit_tests(rows: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
-    """For every ``X`` with an ``X-MP`` row: the mean identity and expression errors without and with the
-    misfit prior and a paired t-test of the per-record errors (scipy's ``ttest_rel``)."""
+def paired_test(a: np.ndarray, b: np.ndarray, names=("without", "with")) -> dict:
+    """Means of the per-record values ``a`` and ``b`` (where both are finite) and scipy's paired ``ttest_rel``."""
     from scipy.stats import ttest_rel
 
-    out = {}
-    for label in rows:
-        if f"{label}-MP" not in rows:
-            continue
-        tests = {}
-        for key in ("identity", "expression_vis"):
-            a, b = rows[label][key], rows[f"{label}-MP"][key]
-            keep = np.isfinite(a) & np.isfinite(b)
-            result = ttest_rel(a[keep], b[keep]) if keep.sum() > 1 else None
-            tests[key] = {"without": float(a[keep].mean()), "with": float(b[keep].mean()), "count": int(keep.sum()),
-                          "t": float(result.statistic) if result else float("nan"),
-                          "p": float(result.pvalue) if result else float("nan")}
-        out[label] = tests
-    return out
+    keep = np.isfinite(a) & np.isfinite(b)
+    result = ttest_rel(a[keep], b[keep]) if keep.sum() > 1 else None
+    mean = (lambda v: float(v[keep].mean()) if keep.any() else float("nan"))
+    return {names[0]: mean(a), names[1]: mean(b), "count": int(keep.sum()),
+            "t": float(result.statistic) if result else float("nan"),
+            "p": float(result.pvalue) if result else float("nan")}
 
 
-__all__ = ["LABELS", "XI_STUDY", "evaluate_method", "load_pictures_folder", "misfit_tests", "run_rows", "summarise"]
+def misfit_tests(rows: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """For every ``X`` with an ``X-MP`` row: the mean identity and expression errors without and with the
+    misfit prior and a paired t-test of the per-record errors."""
+    return {label: {key: paired_test(rows[label][key], rows[f"{label}-MP"][key]) for key in ("identity", "expression_vis")}
+            for label in rows if f"{label}-MP" in rows}
+
+
+def clean_occluded_tests(rows: dict[str, dict[str, np.ndarray]], groups: np.ndarray) -> dict[str, dict]:
+    """Per method with paired clean pictures: the identity error on the occluded records' clean and
+    occluded pictures and a paired t-test (A.11.6.4); {} for folders without ``image_clean``."""
+    occluded = groups != "unoccluded"
+    return {label: paired_test(values["identity_clean"][occluded], values["identity"][occluded], ("clean", "occluded"))
+            for label, values in rows.items() if "identity_clean" in values}
+
+
+__all__ = ["LABELS", "XI_STUDY", "clean_occluded_tests", "evaluate_method", "load_pictures_folder", "misfit_tests",
+           "paired_test", "run_rows", "summarise"]
